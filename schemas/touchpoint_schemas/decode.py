@@ -1,0 +1,204 @@
+"""Decoding untrusted bytes into the event contract, with errors that say where and why.
+
+A batch is decoded in two steps: the envelope with each event kept as raw bytes, then each
+event on its own. One bad event therefore rejects only itself, and its exact bytes are at
+hand for the dead-letter table ("failed events are data, not logs").
+
+Every failure is a :class:`ContractError` with a stable `code` (for counting and alerting),
+the JSON `path` that failed and a human `reason`. Nothing here raises anything else for any
+input bytes; the property tests hold it to that.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from touchpoint_schemas.events import (
+    Alias,
+    Event,
+    Group,
+    JsonObject,
+    event_properties,
+    event_traits,
+)
+from touchpoint_schemas.limits import (
+    FEEDBACK_SCORE_MAX,
+    FEEDBACK_SCORE_MIN,
+    MAX_BATCH_EVENTS,
+    MAX_EVENT_BYTES,
+    MAX_NESTING_DEPTH,
+)
+
+
+class ErrorCode(enum.StrEnum):
+    """Why an event or request was refused. Stored in `rejected_events.reason_code`."""
+
+    MALFORMED_JSON = "malformed_json"
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_FIELD = "invalid_field"
+    UNKNOWN_TYPE = "unknown_type"
+    MISSING_FIELD = "missing_field"
+    MISSING_ID = "missing_id"
+    TOO_DEEP = "too_deep"
+    NUMBER_OUT_OF_RANGE = "number_out_of_range"
+    EVENT_TOO_LARGE = "event_too_large"
+    BATCH_TOO_LARGE = "batch_too_large"
+    TOO_MANY_EVENTS = "too_many_events"
+    UNKNOWN_TAXONOMY = "unknown_taxonomy"
+    INVALID_SCORE = "invalid_score"
+
+
+class ContractError(ValueError):
+    """Bytes that do not satisfy the event contract."""
+
+    def __init__(self, code: ErrorCode, reason: str, path: str = "$") -> None:
+        super().__init__(f"{reason} - at `{path}`" if path != "$" else reason)
+        self.code = code
+        self.reason = reason
+        self.path = path
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code.value, "reason": self.reason, "path": self.path}
+
+
+class RawBatch(msgspec.Struct, kw_only=True, rename="camel"):
+    """The batch envelope with events left undecoded (see module docstring)."""
+
+    batch: list[msgspec.Raw]
+    sent_at: datetime | None = None
+    context: JsonObject = msgspec.field(default_factory=dict)
+    integrations: JsonObject = msgspec.field(default_factory=dict)
+    write_key: str | None = None
+
+
+_event_decoder: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
+_batch_decoder: Final[msgspec.json.Decoder[RawBatch]] = msgspec.json.Decoder(RawBatch)
+_AT_PATH: Final = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
+
+
+def decode_event(raw: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Event:
+    """One event from its JSON bytes, checked against every rule of the contract."""
+    if len(raw) > max_bytes:
+        raise ContractError(
+            ErrorCode.EVENT_TOO_LARGE, f"event is {len(raw)} bytes, the limit is {max_bytes}"
+        )
+    event = _decode(_event_decoder, raw)
+    check_event(event)
+    return event
+
+
+def decode_batch(raw: bytes, *, max_events: int = MAX_BATCH_EVENTS) -> RawBatch:
+    """The envelope of a batch request; its events stay raw for :func:`decode_event`."""
+    envelope = _decode(_batch_decoder, raw, prefix="$")
+    if len(envelope.batch) > max_events:
+        raise ContractError(
+            ErrorCode.TOO_MANY_EVENTS,
+            f"batch has {len(envelope.batch)} events, the limit is {max_events}",
+            "$.batch",
+        )
+    return envelope
+
+
+def check_event(event: Event) -> None:
+    """The rules a schema cannot express: identity, nesting depth, naive timestamps."""
+    if isinstance(event, Alias):
+        if event.user_id is None:
+            raise ContractError(ErrorCode.MISSING_ID, "alias requires `userId`", "$.userId")
+    elif event.user_id is None and event.anonymous_id is None:
+        raise ContractError(ErrorCode.MISSING_ID, "either `userId` or `anonymousId` is required")
+    if isinstance(event, Group) and not event.group_id:
+        raise ContractError(ErrorCode.MISSING_ID, "group requires `groupId`", "$.groupId")
+    for name, value in (
+        ("properties", event_properties(event)),
+        ("traits", event_traits(event)),
+        ("context", event.context),
+    ):
+        if value and _depth(value) > MAX_NESTING_DEPTH:
+            raise ContractError(
+                ErrorCode.TOO_DEEP,
+                f"nesting deeper than {MAX_NESTING_DEPTH} levels",
+                f"$.{name}",
+            )
+
+
+def check_score(properties: JsonObject) -> float:
+    """The 1-10 feedback score a scoring touchpoint must carry in `properties.score`."""
+    score = properties.get("score")
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        raise ContractError(
+            ErrorCode.INVALID_SCORE,
+            f"a feedback touchpoint needs a numeric score from {FEEDBACK_SCORE_MIN} "
+            f"to {FEEDBACK_SCORE_MAX}",
+            "$.properties.score",
+        )
+    if not FEEDBACK_SCORE_MIN <= score <= FEEDBACK_SCORE_MAX:
+        raise ContractError(
+            ErrorCode.INVALID_SCORE,
+            f"score {score} is outside {FEEDBACK_SCORE_MIN}..{FEEDBACK_SCORE_MAX}",
+            "$.properties.score",
+        )
+    return float(score)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Naive timestamps are UTC (what Segment's SDKs mean when they omit the offset)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+T = TypeVar("T")
+
+
+def _decode(decoder: msgspec.json.Decoder[T], raw: bytes, prefix: str = "$") -> T:
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise _classify(str(exc), prefix) from None
+    except msgspec.DecodeError as exc:
+        raise ContractError(ErrorCode.MALFORMED_JSON, str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise ContractError(
+            ErrorCode.INVALID_UTF8, f"body is not valid UTF-8: {exc.reason}"
+        ) from None
+    except RecursionError:
+        raise ContractError(ErrorCode.TOO_DEEP, "JSON nesting is too deep to decode") from None
+
+
+def _classify(message: str, prefix: str) -> ContractError:
+    match = _AT_PATH.match(message)
+    assert match is not None  # the pattern matches any string
+    reason = match["reason"]
+    path = match["path"] or prefix
+    if reason.startswith("Object missing required field"):
+        code = ErrorCode.MISSING_FIELD
+    elif reason.startswith("Invalid value") and path.endswith(".type"):
+        code = ErrorCode.UNKNOWN_TYPE
+        reason = f"{reason}; expected one of track, identify, alias, page, screen, group"
+    elif reason.startswith("Number out of range"):
+        code = ErrorCode.NUMBER_OUT_OF_RANGE
+    else:
+        code = ErrorCode.INVALID_FIELD
+    return ContractError(code, reason, path)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of decoded JSON, iteratively (hostile input must not blow the stack)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_NESTING_DEPTH:
+                return deepest
+        if isinstance(node, dict):
+            stack.extend(
+                (child, depth + 1) for child in node.values() if isinstance(child, dict | list)
+            )
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node if isinstance(child, dict | list))
+    return deepest

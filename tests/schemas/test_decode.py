@@ -1,0 +1,283 @@
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from touchpoint_schemas import (
+    Alias,
+    ContractError,
+    ErrorCode,
+    Group,
+    Identify,
+    Page,
+    Screen,
+    Track,
+    decode_batch,
+    decode_event,
+)
+from touchpoint_schemas.decode import as_utc, check_score
+from touchpoint_schemas.events import Batch, event_name, event_type
+from touchpoint_schemas.limits import MAX_BATCH_EVENTS, MAX_NESTING_DEPTH
+
+
+def enc(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
+SEGMENT_SHAPES = [
+    (
+        {
+            "type": "track",
+            "event": "Order Completed",
+            "userId": "u1",
+            "messageId": "m1",
+            "properties": {"revenue": 19.99, "products": [{"sku": "A"}]},
+            "timestamp": "2026-11-24T10:00:00.123Z",
+            "context": {"ip": "1.2.3.4", "library": {"name": "analytics.js"}},
+        },
+        Track,
+    ),
+    (
+        {"type": "identify", "anonymousId": "a1", "userId": "u1", "traits": {"plan": "pro"}},
+        Identify,
+    ),
+    ({"type": "alias", "previousId": "a1", "userId": "u1"}, Alias),
+    ({"type": "page", "anonymousId": "a1", "name": "Pricing", "properties": {"path": "/p"}}, Page),
+    ({"type": "screen", "anonymousId": "a1", "name": "Home"}, Screen),
+    ({"type": "group", "userId": "u1", "groupId": "g1", "traits": {"name": "ACME"}}, Group),
+]
+
+
+@pytest.mark.parametrize(("payload", "cls"), SEGMENT_SHAPES)
+def test_every_segment_call_decodes_to_its_struct(payload: dict[str, object], cls: type) -> None:
+    event = decode_event(enc(payload))
+    assert isinstance(event, cls)
+    assert event_type(event) == payload["type"]
+
+
+def test_track_fields_survive_decoding() -> None:
+    event = decode_event(enc(SEGMENT_SHAPES[0][0]))
+    assert isinstance(event, Track)
+    assert event_name(event) == "Order Completed"
+    assert event.message_id == "m1"
+    assert event.properties["products"] == [{"sku": "A"}]
+    assert event.timestamp == datetime(2026, 11, 24, 10, 0, 0, 123000, tzinfo=UTC)
+
+
+def test_touchpoint_fields_are_first_class() -> None:
+    event = decode_event(
+        enc(
+            {
+                "type": "track",
+                "event": "x",
+                "userId": "u",
+                "touchpoint": "store_visit",
+                "stage": "consideration",
+                "channel": "store",
+            }
+        )
+    )
+    assert (event.touchpoint, event.stage, event.channel) == (
+        "store_visit",
+        "consideration",
+        "store",
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "path"),
+    [
+        (b"{not json", ErrorCode.MALFORMED_JSON, "$"),
+        (
+            b'{"type": "track", "event": "x", "userId": "u", "properties": {"a": NaN}}',
+            ErrorCode.MALFORMED_JSON,
+            "$",
+        ),
+        (b'{"type": "track", "event": "\xff\xfe", "userId": "u"}', ErrorCode.INVALID_UTF8, "$"),
+        (enc({"type": "teleport", "userId": "u"}), ErrorCode.UNKNOWN_TYPE, "$.type"),
+        (enc({"type": "track", "userId": "u"}), ErrorCode.MISSING_FIELD, "$"),
+        (enc({"type": "track", "event": "x"}), ErrorCode.MISSING_ID, "$"),
+        (enc({"type": "alias", "previousId": "a"}), ErrorCode.MISSING_ID, "$.userId"),
+        (enc({"type": "track", "event": "x", "userId": 42}), ErrorCode.INVALID_FIELD, "$.userId"),
+        (enc({"type": "track", "event": "x", "userId": ""}), ErrorCode.INVALID_FIELD, "$.userId"),
+        (
+            enc({"type": "track", "event": "x", "userId": "u", "timestamp": "yesterday"}),
+            ErrorCode.INVALID_FIELD,
+            "$.timestamp",
+        ),
+        (
+            enc({"type": "track", "event": "x", "userId": "u", "properties": []}),
+            ErrorCode.INVALID_FIELD,
+            "$.properties",
+        ),
+        (
+            enc({"type": "track", "event": "x", "userId": "u", "stage": "Bad Stage"}),
+            ErrorCode.INVALID_FIELD,
+            "$.stage",
+        ),
+        (
+            b'{"type": "track", "event": "x", "userId": "u", "properties": {"n": 1e999}}',
+            ErrorCode.NUMBER_OUT_OF_RANGE,
+            "$.properties[...]",
+        ),
+        (enc([1, 2]), ErrorCode.INVALID_FIELD, "$"),
+    ],
+)
+def test_bad_input_names_code_and_path(payload: bytes, code: ErrorCode, path: str) -> None:
+    with pytest.raises(ContractError) as info:
+        decode_event(payload)
+    assert info.value.code is code
+    assert info.value.path == path
+    assert info.value.reason
+
+
+def nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def test_nesting_within_limit_is_accepted_and_beyond_is_refused() -> None:
+    ok = {"type": "track", "event": "x", "userId": "u", "properties": nested(MAX_NESTING_DEPTH - 1)}
+    decode_event(enc(ok))
+    bad = {
+        "type": "track",
+        "event": "x",
+        "userId": "u",
+        "properties": nested(MAX_NESTING_DEPTH + 1),
+    }
+    with pytest.raises(ContractError) as info:
+        decode_event(enc(bad))
+    assert (info.value.code, info.value.path) == (ErrorCode.TOO_DEEP, "$.properties")
+
+
+def test_pathological_nesting_does_not_crash_the_decoder() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    body = b'{"type":"track","event":"x","userId":"u","properties":{"a":' + deep + b"}}"
+    with pytest.raises(ContractError) as info:
+        decode_event(body, max_bytes=10**6)
+    assert info.value.code is ErrorCode.TOO_DEEP
+
+
+def test_oversize_event_is_refused_before_decoding() -> None:
+    with pytest.raises(ContractError) as info:
+        decode_event(b" " * 100, max_bytes=99)
+    assert info.value.code is ErrorCode.EVENT_TOO_LARGE
+
+
+def test_batch_keeps_each_event_raw_so_one_bad_event_does_not_sink_the_rest() -> None:
+    body = enc(
+        {
+            "batch": [{"type": "track", "event": "a", "userId": "u"}, {"type": "nope"}, 3],
+            "sentAt": "2026-11-24T10:00:00Z",
+            "context": {"k": 1},
+        }
+    )
+    envelope = decode_batch(body)
+    assert len(envelope.batch) == 3
+    assert isinstance(decode_event(bytes(envelope.batch[0])), Track)
+    with pytest.raises(ContractError):
+        decode_event(bytes(envelope.batch[1]))
+    assert envelope.context == {"k": 1}
+
+
+def test_batch_envelope_errors() -> None:
+    with pytest.raises(ContractError) as info:
+        decode_batch(enc({"events": []}))
+    assert info.value.code is ErrorCode.MISSING_FIELD
+    with pytest.raises(ContractError) as info:
+        decode_batch(enc({"batch": [{}] * 3}), max_events=2)
+    assert info.value.code is ErrorCode.TOO_MANY_EVENTS
+    assert MAX_BATCH_EVENTS == 2500
+
+
+@pytest.mark.parametrize(
+    ("score", "ok"),
+    [
+        (1, True),
+        (10, True),
+        (7.5, True),
+        (0, False),
+        (11, False),
+        ("9", False),
+        (True, False),
+        (None, False),
+    ],
+)
+def test_feedback_score_range(score: object, ok: bool) -> None:
+    if ok:
+        assert check_score({"score": score}) == float(score)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ContractError) as info:
+            check_score({"score": score})
+        assert info.value.path == "$.properties.score"
+
+
+def test_naive_timestamps_are_utc() -> None:
+    assert as_utc(datetime(2026, 1, 1)) == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+# --- property tests -------------------------------------------------------------------
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_decoder_raises_only_contract_errors_for_any_bytes(data: bytes) -> None:
+    with contextlib.suppress(ContractError):
+        decode_event(data)
+    with contextlib.suppress(ContractError):
+        decode_batch(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_decoder_raises_only_contract_errors_for_any_json(value: object) -> None:
+    for wrapped in (value, {"type": "track", "event": "e", "userId": "u", "properties": value}):
+        with contextlib.suppress(ContractError):
+            decode_event(enc(wrapped))
+
+
+track_events = st.builds(
+    Track,
+    event=st.text(min_size=1, max_size=30),
+    user_id=st.text(min_size=1, max_size=20),
+    message_id=st.text(min_size=1, max_size=20) | st.none(),
+    properties=st.dictionaries(st.text(max_size=8), json_values, max_size=5),
+    timestamp=st.datetimes(timezones=st.just(UTC)) | st.none(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(track_events)
+def test_encode_decode_roundtrip(event: Track) -> None:
+    assert decode_event(msgspec.json.encode(event)) == event
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(track_events, max_size=10))
+def test_batch_roundtrip(events: list[Track]) -> None:
+    body = msgspec.json.encode(Batch(batch=list(events)))
+    envelope = decode_batch(body)
+    assert [decode_event(bytes(raw)) for raw in envelope.batch] == events
