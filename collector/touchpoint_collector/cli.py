@@ -15,7 +15,7 @@ from typing import Any
 from touchpoint_collector import __version__
 from touchpoint_collector.config import Config, ConfigError, load_config
 from touchpoint_collector.migrations import MigrationError, migrate
-from touchpoint_collector.store import Store, StoreError
+from touchpoint_collector.store import Store, StoreError, StoreLockedError
 from touchpoint_collector.tables import render
 
 Command = Callable[[argparse.Namespace, Config], int]
@@ -43,7 +43,14 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_sql(args: argparse.Namespace, config: Config) -> int:
-    with _open_store(config, "touchpoint sql") as store:
+    try:
+        store = _open_store(config, "touchpoint sql")
+    except StoreLockedError as exc:
+        # The collector owns the embedded store while it runs: ask it instead.
+        if not exc.holder.get("query_url"):
+            raise
+        return _sql_via_collector(args, config, exc.holder["query_url"])
+    with store:
         started = time.perf_counter()
         settings: dict[str, Any] = {"readonly": 2} if not args.write else {}
         if not args.raw:
@@ -53,6 +60,62 @@ def cmd_sql(args: argparse.Namespace, config: Config) -> int:
         sys.stdout.write(render(result.column_names, result.result_rows, args.format))
         if args.format == "table":
             print(f"({elapsed:.3f} s)", file=sys.stderr)
+    return 0
+
+
+def _sql_via_collector(args: argparse.Namespace, config: Config, url: str) -> int:
+    from touchpoint_collector.keys import read_local_read_key
+    from touchpoint_collector.remote import QueryFailed, remote_query
+
+    key = read_local_read_key(config.data_path)
+    try:
+        columns, rows = remote_query(url, args.query, key, final=not args.raw)
+    except QueryFailed as exc:
+        print(f"touchpoint: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render(columns, rows, args.format))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    import asyncio
+
+    from touchpoint_collector.logs import configure_logging
+    from touchpoint_collector.server import Running, serve
+
+    configure_logging(config.log_level, config.log_format)
+
+    def announce(running: Running) -> None:
+        print(f"Touchpoint collector listening on {running.url}", flush=True)
+        if running.dev_key:
+            print(f"development write key (shown once): {running.dev_key}", flush=True)
+
+    return asyncio.run(serve(config, on_ready=announce))
+
+
+def cmd_keys(args: argparse.Namespace, config: Config) -> int:
+    from touchpoint_collector.keys import KeyKind, KeyStore
+
+    keys = KeyStore(config.data_path)
+    if args.keys_command == "create":
+        kind = KeyKind.READ if args.read else KeyKind.WRITE
+        key, record = keys.create(args.source, kind, note=args.note)
+        print(f"created {kind.value} key {record.id} for source {record.source!r}")
+        print(f"key (shown once, store it now): {key}")
+    elif args.keys_command == "list":
+        rows = [
+            (r.id, r.source, r.kind.value, r.hint, r.created_at, r.revoked_at, r.note)
+            for r in keys.records()
+        ]
+        sys.stdout.write(
+            render(["id", "source", "kind", "hint", "created_at", "revoked_at", "note"], rows)
+        )
+    else:
+        revoked = keys.revoke(args.key_id)
+        if revoked is None:
+            print(f"touchpoint: no active key {args.key_id}", file=sys.stderr)
+            return 1
+        print(f"revoked {revoked.id} ({revoked.kind.value} key of source {revoked.source!r})")
     return 0
 
 
@@ -79,6 +142,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="run the pipeline on the embedded store").set_defaults(
         func=cmd_demo
     )
+    serve = sub.add_parser("serve", help="run the collector")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default 8088; 0 picks one)")
+    serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="manage write and read keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = keys_sub.add_parser("create", help="create a key (shown once)")
+    create.add_argument("--source", required=True, help="the source the key sends for")
+    create.add_argument(
+        "--read", action="store_true", help="a read key (query) instead of a write key"
+    )
+    create.add_argument("--note", default="", help="a reminder of what it is for")
+    keys_sub.add_parser("list", help="list keys (hashes only)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    keys.set_defaults(func=cmd_keys)
+
     sql = sub.add_parser("sql", help="run a query and print the result")
     sql.add_argument("query", help='SQL, e.g. "SELECT touchpoint, count() FROM events GROUP BY 1"')
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -95,7 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(
-            args.config, overrides={"data_dir": args.data_dir, "store.dsn": args.dsn}
+            args.config,
+            overrides={
+                "data_dir": args.data_dir,
+                "store.dsn": args.dsn,
+                "server.host": getattr(args, "host", None),
+                "server.port": getattr(args, "port", None),
+            },
         )
         func: Command = args.func
         return func(args, config)

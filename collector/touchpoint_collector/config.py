@@ -16,7 +16,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct, field
@@ -49,6 +49,40 @@ class StoreConfig(_Section):
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 8088
+    """0 picks a free port (tests); the chosen address is printed and written to the lock."""
+    shutdown_timeout_seconds: Annotated[float, Meta(gt=0)] = 30.0
+    """On SIGTERM: time to finish requests and drain the log into ClickHouse."""
+    anonymize_ip: bool = False
+    """Zero the host part of client IPs before they are stored."""
+    trust_forwarded_for: bool = False
+    """Take the client IP from X-Forwarded-For (only behind a trusted load balancer)."""
+    open_read_on_loopback: bool = False
+    """Serve read endpoints (query, map) without a key to loopback clients."""
+
+
+class WalConfig(_Section):
+    fsync: Literal["always", "interval", "never"] = "always"
+    """always: fsync before acknowledging; interval: at least once per segment (≤ 1 s);
+    never: leave it to the OS."""
+    segment_max_bytes: Positive = 32 * 1024 * 1024
+    segment_max_age_seconds: Annotated[float, Meta(gt=0)] = 1.0
+    """Also the insert cadence into ClickHouse under steady load."""
+    cap_bytes: Positive = 1024 * 1024 * 1024
+    """Past this backlog the collector answers 503 and /readyz fails."""
+
+
+class QueryConfig(_Section):
+    max_rows: Positive = 100_000
+    max_seconds: Annotated[float, Meta(gt=0)] = 30.0
+
+
+class SourceConfig(_Section):
+    allowed_origins: list[str] = field(default_factory=list)
+    """Browser origins allowed to send for this source (CORS); "*" allows any."""
+    rate_limit: Annotated[float, Meta(ge=0)] = 0.0
+    """Events per second (token bucket); 0 means unlimited."""
+    burst: Annotated[float, Meta(ge=0)] = 0.0
+    """Bucket size in events; 0 means one second's worth of rate_limit."""
 
 
 class LimitsConfig(_Section):
@@ -90,10 +124,19 @@ class Config(_Section):
     """Where the embedded store, the write-ahead log and the keys file live."""
     collector_id: str = ""
     """Names this collector in dedup tokens and metrics; empty: derived from the host name."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    """auto: readable on a terminal, JSON lines otherwise."""
     store: StoreConfig = field(default_factory=StoreConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    wal: WalConfig = field(default_factory=WalConfig)
+    query: QueryConfig = field(default_factory=QueryConfig)
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
     taxonomy: TaxonomyConfig = field(default_factory=TaxonomyConfig)
+
+    def source(self, name: str) -> SourceConfig:
+        return self.sources.get(name) or _DEFAULT_SOURCE
 
     @property
     def data_path(self) -> Path:
@@ -126,6 +169,9 @@ class Config(_Section):
             )
         except ValueError as exc:
             raise ConfigError(f"taxonomy: {exc}") from exc
+
+
+_DEFAULT_SOURCE = SourceConfig()
 
 
 def load_config(

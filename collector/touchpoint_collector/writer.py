@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from clickhouse_connect.driver.client import Client
+
 from touchpoint_collector.enrich import EVENT_COLUMNS, IDENTITY_COLUMNS
 from touchpoint_collector.ingest import REJECTED_COLUMNS
 from touchpoint_collector.store import Store
@@ -26,10 +28,13 @@ def write_rows(
     rows: Sequence[Sequence[Any]],
     *,
     dedup_token: str | None = None,
+    client: Client | None = None,
 ) -> int:
     """Insert rows into one of the event tables; returns how many were sent."""
     if not rows:
         return 0
     columns = list(zip(*rows, strict=True))
-    store.insert_columns(table, columns, TABLE_COLUMNS[table], dedup_token=dedup_token)
+    store.insert_columns(
+        table, columns, TABLE_COLUMNS[table], dedup_token=dedup_token, client=client
+    )
     return len(rows)
