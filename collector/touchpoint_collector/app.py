@@ -431,14 +431,18 @@ class CollectorApp:
                 self._query_client = self.store.new_client()
             client = self._query_client
             try:
-                result = await asyncio.to_thread(client.query, sql, settings=settings)
+                columns, types, rows = await asyncio.to_thread(_run_query, client, sql, settings)
             except Exception as exc:
+                # A query that failed mid-stream can leave unread data on an embedded
+                # client's handle, which the next query would then misread: start afresh.
+                self._query_client = None
+                await asyncio.to_thread(client.close)
                 raise HttpError(400, "query_failed", _clickhouse_message(exc)) from None
         return json_response(
             {
-                "columns": list(result.column_names),
-                "types": [t.name for t in result.column_types],
-                "rows": [list(row) for row in result.result_rows],
+                "columns": columns,
+                "types": types,
+                "rows": rows,
                 "elapsed": round(time.perf_counter() - started, 6),
             }
         )
@@ -538,6 +542,15 @@ def _query_text(raw: bytes, content_type: str) -> str:
         return raw.decode()
     except UnicodeDecodeError:
         raise HttpError(400, "bad_query_body", "the query is not valid UTF-8") from None
+
+
+def _run_query(
+    client: Client, sql: str, settings: dict[str, Any]
+) -> tuple[list[str], list[str], list[list[Any]]]:
+    """Query and materialise every row in the worker thread (results stream lazily)."""
+    result = client.query(sql, settings=settings)
+    rows = [list(row) for row in result.result_rows]
+    return list(result.column_names), [t.name for t in result.column_types], rows
 
 
 def _clickhouse_message(exc: Exception) -> str:

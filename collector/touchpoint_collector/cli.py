@@ -86,9 +86,9 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     configure_logging(config.log_level, config.log_format)
 
     def announce(running: Running) -> None:
-        print(f"Touchpoint collector listening on {running.url}", flush=True)
         if running.dev_key:
             print(f"development write key (shown once): {running.dev_key}", flush=True)
+        print(f"Touchpoint collector listening on {running.url}", flush=True)
 
     return asyncio.run(serve(config, on_ready=announce))
 

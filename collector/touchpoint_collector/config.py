@@ -25,6 +25,9 @@ from touchpoint_schemas import limits
 from touchpoint_schemas.taxonomy import Channel, Stage, Taxonomy, TouchpointDef
 
 ENV_PREFIX = "TOUCHPOINT_"
+RESERVED_ENV = frozenset({"TOUCHPOINT_CONFIG", "TOUCHPOINT_FAILPOINTS", "TOUCHPOINT_SCALE"})
+"""Variables with the prefix that are not settings: the config file's path, the failpoint
+directory (tests), and the test-size factor."""
 DEFAULT_DATA_DIR = ".touchpoint"
 
 Positive = Annotated[int, Meta(gt=0)]
@@ -191,7 +194,7 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     for key, value in env.items():
-        if key.startswith(ENV_PREFIX) and key != f"{ENV_PREFIX}CONFIG":
+        if key.startswith(ENV_PREFIX) and key not in RESERVED_ENV:
             _set_path(raw, key[len(ENV_PREFIX) :].lower().split("__"), _env_value(value))
     for dotted, value in (overrides or {}).items():
         if value is not None:

@@ -19,7 +19,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -38,9 +38,9 @@ TABLE_KEYS: Final = {"e": "events", "i": "identities", "r": "rejected_events"}
 class WalRecord(msgspec.Struct, array_like=True, omit_defaults=True):
     """One request's rows, as logged: e(vents), i(dentities), r(ejected) row tuples."""
 
-    e: list[tuple[Any, ...]] = field(default_factory=list)
-    i: list[tuple[Any, ...]] = field(default_factory=list)
-    r: list[tuple[Any, ...]] = field(default_factory=list)
+    e: list[tuple[Any, ...]] = msgspec.field(default_factory=list)
+    i: list[tuple[Any, ...]] = msgspec.field(default_factory=list)
+    r: list[tuple[Any, ...]] = msgspec.field(default_factory=list)
 
 
 _encoder: Final = msgspec.msgpack.Encoder()
