@@ -35,6 +35,7 @@ from touchpoint_collector.metrics import Metrics
 from touchpoint_collector.ratelimit import RateLimited, RateLimiter
 from touchpoint_collector.store import Store
 from touchpoint_collector.wal import WalClosedError, WalFullError, WriteAheadLog
+from touchpoint_collector.writer import encode_rows
 from touchpoint_schemas.decode import ContractError, ErrorCode
 from touchpoint_schemas.taxonomy import Taxonomy
 
@@ -209,8 +210,8 @@ class CollectorApp:
                 {"Retry-After": retry_after_seconds(exc.retry_after)},
             ) from None
         record = WalRecord(
-            e=prepared.events,
-            i=prepared.identities,
+            e=encode_rows(prepared.events),
+            i=encode_rows(prepared.identities),
             r=prepared.rejected_rows(arrival, request.path),
         )
         await self.append(encode_record(record))

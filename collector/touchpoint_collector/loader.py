@@ -28,32 +28,33 @@ import structlog
 from touchpoint_collector.metrics import Metrics
 from touchpoint_collector.store import Store
 from touchpoint_collector.wal import Segment, WriteAheadLog, read_records
-from touchpoint_collector.writer import write_rows
+from touchpoint_collector.writer import insert_encoded, write_rows
 
 log = structlog.get_logger("touchpoint.loader")
 
-TABLE_KEYS: Final = {"e": "events", "i": "identities", "r": "rejected_events"}
-
 
 class WalRecord(msgspec.Struct, array_like=True, omit_defaults=True):
-    """One request's rows, as logged: e(vents), i(dentities), r(ejected) row tuples."""
+    """One request's rows, as logged.
 
-    e: list[tuple[Any, ...]] = msgspec.field(default_factory=list)
-    i: list[tuple[Any, ...]] = msgspec.field(default_factory=list)
+    ``e`` and ``i`` are events and identity links already encoded as JSONCompactEachRow
+    (the form ClickHouse ingests); ``r`` holds rejected-event row tuples, whose payloads
+    may be arbitrary bytes.
+    """
+
+    e: bytes = b""
+    i: bytes = b""
     r: list[tuple[Any, ...]] = msgspec.field(default_factory=list)
 
 
 _encoder: Final = msgspec.msgpack.Encoder()
-_decoder: Final = msgspec.msgpack.Decoder(list[list[list[Any]]])
+_decoder: Final = msgspec.msgpack.Decoder(WalRecord)
 
 
 def encode_record(record: WalRecord) -> bytes:
     return _encoder.encode(record)
 
 
-def decode_record(payload: bytes) -> list[list[list[Any]]]:
-    """Rows by table position (e, i, r); untyped on purpose, to skip per-row validation
-    of bytes this process wrote and checksummed itself."""
+def decode_record(payload: bytes) -> WalRecord:
     return _decoder.decode(payload)
 
 
@@ -127,25 +128,41 @@ class Loader:
     def load(self, segment: Segment) -> LoadResult:
         """Insert one segment's rows (runs in a worker thread), then release the segment."""
         started = time.perf_counter()
-        tables: list[list[list[Any]]] = [[], [], []]
+        events: list[bytes] = []
+        identities: list[bytes] = []
+        rejected: list[tuple[Any, ...]] = []
         for payload in read_records(segment.path):
-            for position, rows in enumerate(decode_record(payload)):
-                tables[position].extend(rows)
+            record = decode_record(payload)
+            if record.e:
+                events.append(record.e)
+            if record.i:
+                identities.append(record.i)
+            rejected.extend(record.r)
         counts: dict[str, int] = {}
-        for position, (key, table) in enumerate(TABLE_KEYS.items()):
-            rows = tables[position]
-            if not rows:
+        for key, table, data in (
+            ("e", "events", events),
+            ("i", "identities", identities),
+            ("r", "rejected_events", rejected),
+        ):
+            if not data:
                 continue
             if self.failpoint():
                 raise StoreFault("failpoint store.insert is on")
             token = f"{self.collector_id}:{segment.number}:{key}"
             insert_started = time.perf_counter()
-            write_rows(self.store, table, rows, dedup_token=token, client=self._client)
+            if table == "rejected_events":
+                rows = write_rows(
+                    self.store, table, rejected, dedup_token=token, client=self._client
+                )
+            else:
+                blob = b"".join(data)  # type: ignore[arg-type]
+                insert_encoded(self.store, table, blob, dedup_token=token, client=self._client)
+                rows = blob.count(b"\n")
             self.metrics.observe(
                 "touchpoint_insert_seconds", time.perf_counter() - insert_started, table=table
             )
-            self.metrics.observe("touchpoint_insert_rows", len(rows), table=table)
-            counts[table] = len(rows)
+            self.metrics.observe("touchpoint_insert_rows", rows, table=table)
+            counts[table] = rows
         self.wal.release(segment)
         elapsed = time.perf_counter() - started
         log.info("segment loaded", segment=segment.number, seconds=round(elapsed, 3), **counts)

@@ -1,7 +1,15 @@
-"""Column-oriented inserts of prepared rows into the three event tables.
+"""Getting rows into ClickHouse fast: let ClickHouse's parser do the per-value work.
 
-The request path builds rows as tuples (cheap to make and to log); ClickHouse wants columns.
-The transpose happens once per insert, here, for every caller: the loader, the demo, tests.
+Rows are encoded once, on the request path, as ``JSONCompactEachRow`` lines (msgspec does
+that at several hundred thousand rows/s), stored in that form in the write-ahead log, and
+sent to ClickHouse as they are: the loader only concatenates bytes. ClickHouse parses JSON
+in C++ and in parallel, where clickhouse-connect's Native serialisation would convert every
+datetime and string in Python (measured: ~95k rows/s for our 24 columns, vs ~160k rows/s
+for the same rows as JSON, with the Python side free for the request path).
+
+JSON objects in String columns (properties, context ...) are stored as their JSON text
+(``input_format_json_read_objects_as_strings``). ``rejected_events`` keeps the Native path:
+its payload column holds arbitrary bytes, which JSON cannot carry, and it is small.
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import msgspec
 from clickhouse_connect.driver.client import Client
 
 from touchpoint_collector.enrich import EVENT_COLUMNS, IDENTITY_COLUMNS
@@ -20,6 +29,36 @@ TABLE_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
     "identities": IDENTITY_COLUMNS,
     "rejected_events": REJECTED_COLUMNS,
 }
+JSON_TABLES: Final = frozenset({"events", "identities"})
+JSON_INSERT_SETTINGS: Final[Mapping[str, Any]] = {
+    "input_format_json_read_objects_as_strings": 1,
+    "date_time_input_format": "basic",  # times arrive as epoch seconds
+    "input_format_skip_unknown_fields": 0,
+}
+
+_encoder: Final = msgspec.json.Encoder()
+
+
+def encode_rows(rows: Sequence[Sequence[Any]]) -> bytes:
+    """Rows as JSONCompactEachRow: one JSON array per line."""
+    return _encoder.encode_lines(rows) if rows else b""
+
+
+def insert_encoded(
+    store: Store,
+    table: str,
+    data: bytes,
+    *,
+    dedup_token: str | None = None,
+    client: Client | None = None,
+) -> None:
+    """Insert JSONCompactEachRow bytes (several encoded batches may be concatenated)."""
+    settings = dict(JSON_INSERT_SETTINGS)
+    if dedup_token:
+        settings["insert_deduplication_token"] = dedup_token
+    (client or store.client).raw_insert(
+        table, list(TABLE_COLUMNS[table]), data, settings=settings, fmt="JSONCompactEachRow"
+    )
 
 
 def write_rows(
@@ -30,11 +69,14 @@ def write_rows(
     dedup_token: str | None = None,
     client: Client | None = None,
 ) -> int:
-    """Insert rows into one of the event tables; returns how many were sent."""
+    """Insert row tuples into one of the event tables; returns how many were sent."""
     if not rows:
         return 0
-    columns = list(zip(*rows, strict=True))
-    store.insert_columns(
-        table, columns, TABLE_COLUMNS[table], dedup_token=dedup_token, client=client
-    )
+    if table in JSON_TABLES:
+        insert_encoded(store, table, encode_rows(rows), dedup_token=dedup_token, client=client)
+    else:
+        columns = list(zip(*rows, strict=True))
+        store.insert_columns(
+            table, columns, TABLE_COLUMNS[table], dedup_token=dedup_token, client=client
+        )
     return len(rows)

@@ -114,11 +114,16 @@ class Batch(Struct, kw_only=True, rename="camel", omit_defaults=True):
     write_key: str | None = None
 
 
+_NAMED: Final = (Page, Screen)
+_WITH_PROPERTIES: Final = (Track, Page, Screen)
+_WITH_TRAITS: Final = (Identify, Group)
+
+
 def event_name(event: Event) -> str | None:
     """The name an event is known by: the tracked event, or a page or screen name."""
     if isinstance(event, Track):
         return event.event
-    if isinstance(event, Page | Screen):
+    if isinstance(event, _NAMED):
         return event.name
     return None
 
@@ -130,11 +135,11 @@ def event_type(event: Event) -> str:
 
 
 def event_properties(event: Event) -> JsonObject:
-    return event.properties if isinstance(event, Track | Page | Screen) else {}
+    return event.properties if isinstance(event, _WITH_PROPERTIES) else {}
 
 
 def event_traits(event: Event) -> JsonObject:
-    return event.traits if isinstance(event, Identify | Group) else {}
+    return event.traits if isinstance(event, _WITH_TRAITS) else {}
 
 
 json_encoder: Final = msgspec.json.Encoder()

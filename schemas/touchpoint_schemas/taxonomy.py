@@ -233,6 +233,7 @@ class Resolution(msgspec.Struct, frozen=True):
 
 
 UNCLASSIFIED: Final = Resolution("", "", "")
+_NAME_CACHE_SIZE: Final = 10_000
 
 
 class Taxonomy:
@@ -254,6 +255,7 @@ class Taxonomy:
             self._channels[channel.name] = channel
         self._touchpoints: dict[str, TouchpointDef] = {}
         self._by_event: dict[str, str] = {}
+        self._name_cache: dict[str, TouchpointDef | None] = {}
         for tp in touchpoints:
             _check_name(tp.name, "touchpoint")
             if tp.channel not in self._channels:
@@ -309,8 +311,17 @@ class Taxonomy:
         return self._channels.get(name)
 
     def touchpoint_for_event(self, event_name: str) -> TouchpointDef | None:
+        # Apps send few distinct event names: remember each spelling's answer (bounded, so a
+        # sender that puts ids in event names cannot grow it without limit).
+        try:
+            return self._name_cache[event_name]
+        except KeyError:
+            pass
         tp_name = self._by_event.get(normalize_event_name(event_name))
-        return None if tp_name is None else self._touchpoints[tp_name]
+        found = None if tp_name is None else self._touchpoints[tp_name]
+        if len(self._name_cache) < _NAME_CACHE_SIZE:
+            self._name_cache[event_name] = found
+        return found
 
     def resolve(
         self,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import http.client
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 from tests.conftest import scale
 from tests.integration.harness import CollectorProcess
-from touchpoint_collector.store import Store
 
 BATCH = 100
 
@@ -43,8 +44,26 @@ def send_until_stopped(
 
 
 def count_in_store(data_dir: Path) -> tuple[int, int]:
-    with Store.open(f"chdb://{data_dir / 'store'}", "touchpoint") as store:
-        return store.rows("SELECT count(), uniqExact(message_id) FROM events")[0]  # type: ignore[return-value]
+    """Read the stopped collector's store with `touchpoint sql` (another process: this one
+    already has the session's embedded store open)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "touchpoint_collector.cli",
+            "--data-dir",
+            str(data_dir),
+            "sql",
+            "--format",
+            "csv",
+            "SELECT count(), uniqExact(message_id) FROM events",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    total, distinct = out.stdout.splitlines()[1].split(",")
+    return int(total), int(distinct)
 
 
 def test_kill_9_during_load_then_restart_loses_nothing_acknowledged(tmp_path: Path) -> None:
