@@ -1,0 +1,35 @@
+"""Coverage: how many events, persons and journeys a map stands on, and how many were
+stitched, ended, converted."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from touchpoint_collector.journey.context import BuildContext
+from touchpoint_collector.journey.model import Coverage
+
+
+def compute(ctx: BuildContext) -> Coverage:
+    (events, persons, first_ms, last_ms, converted) = ctx.rows(
+        f"""SELECT sum(repeats), uniqExact(person), min(ts_ms), max(last_ms),
+                   uniqExactIf(person, {ctx.is_goal})
+            FROM {ctx.steps}"""
+    )[0]
+    (journeys, stitched, ended) = ctx.rows(
+        f"SELECT count(), countIf(stitched = 1), countIf(ended = 1) FROM {ctx.journeys}"
+    )[0]
+    return Coverage(
+        events=int(events),
+        persons=int(persons),
+        journeys=int(journeys),
+        stitched_journeys=int(stitched),
+        stitched_share=stitched / journeys if journeys else 0.0,
+        ended_journeys=int(ended),
+        in_progress_journeys=int(journeys - ended),
+        converted_persons=int(converted),
+        goal_rate=converted / persons if persons else 0.0,
+        as_of=datetime.fromtimestamp(ctx.as_of_ms / 1000, UTC),
+        end_after_seconds=ctx.end_after_ms / 1000,
+        first_event=datetime.fromtimestamp(first_ms / 1000, UTC) if persons else None,
+        last_event=datetime.fromtimestamp(last_ms / 1000, UTC) if persons else None,
+    )
