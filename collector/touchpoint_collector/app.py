@@ -29,8 +29,10 @@ from clickhouse_connect.driver.client import Client
 from touchpoint_collector.config import Config
 from touchpoint_collector.enrich import Arrival, anonymize_ip
 from touchpoint_collector.ingest import Prepared, prepare_batch, prepare_single, rejected_row
+from touchpoint_collector.journey.params import MapParamError
 from touchpoint_collector.keys import KeyKind, KeyStore
 from touchpoint_collector.loader import Loader, WalRecord, encode_record
+from touchpoint_collector.mapservice import MapService
 from touchpoint_collector.metrics import Metrics
 from touchpoint_collector.ratelimit import RateLimited, RateLimiter
 from touchpoint_collector.store import Store
@@ -98,6 +100,7 @@ class CollectorApp:
         self.limits = config.limits
         self.accepting = True
         self._query_client: Client | None = None
+        self.maps: MapService | None = None
         self._query_lock = asyncio.Lock()
         metrics.gauge("touchpoint_wal_backlog_bytes", lambda: wal.backlog_bytes)
         metrics.gauge("touchpoint_wal_oldest_unloaded_seconds", wal.oldest_unloaded_age)
@@ -116,6 +119,7 @@ class CollectorApp:
             app.router.add_post(f"/v1/{kind}", self.single_handler(kind))
         app.router.add_route("OPTIONS", "/v1/{tail:.*}", self.handle_preflight)
         app.router.add_post("/v1/query", self.handle_query)
+        app.router.add_get("/v1/map", self.handle_map)
         app.router.add_get("/healthz", self.handle_healthz)
         app.router.add_get("/readyz", self.handle_readyz)
         app.router.add_get("/metrics", self.handle_metrics)
@@ -447,6 +451,18 @@ class CollectorApp:
                 "elapsed": round(time.perf_counter() - started, 6),
             }
         )
+
+    async def handle_map(self, request: web.Request) -> web.Response:
+        """The journey map as JSON (read key); filters as query parameters."""
+        self.authorize_read(request)
+        if self.maps is None:
+            raise HttpError(503, "map_unavailable", "the map service is not running")
+        query = {key: request.query.getall(key) for key in request.query}
+        try:
+            journey_map = await self.maps.for_request(query)
+        except MapParamError as exc:
+            raise HttpError(400, "bad_map_request", str(exc)) from None
+        return web.Response(body=msgspec.json.encode(journey_map), content_type="application/json")
 
     # -- ops -------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from touchpoint_collector import __version__
@@ -119,6 +120,73 @@ def cmd_keys(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_map(args: argparse.Namespace, config: Config) -> int:
+    import msgspec
+
+    from touchpoint_collector.journey.model import JourneyMap
+    from touchpoint_collector.journey.params import MapParamError, parse
+    from touchpoint_collector.journey.render import to_dot, to_mermaid, to_text
+    from touchpoint_collector.journey.service import current_map
+    from touchpoint_collector.journey.settings import settings_from_config
+
+    taxonomy = config.build_taxonomy()
+    query = {
+        "since": args.since,
+        "until": args.until,
+        "sources": args.source,
+        "channels": args.channel,
+        "persona": args.persona,
+        "properties": args.property,
+        "goal": args.goal,
+        "gap_days": args.gap_days,
+        "end_after_days": args.end_after_days,
+        "top_n": args.top_n,
+    }
+    try:
+        filters, settings = parse(**query, base=settings_from_config(config, taxonomy))
+    except MapParamError as exc:
+        print(f"touchpoint: {exc}", file=sys.stderr)
+        return 2
+    print("building the journey map ...", file=sys.stderr, flush=True)
+    try:
+        store = _open_store(config, "touchpoint map")
+    except StoreLockedError as exc:
+        if not exc.holder.get("url"):
+            raise
+        from touchpoint_collector.keys import read_local_read_key
+        from touchpoint_collector.remote import QueryFailed, remote_map
+
+        try:
+            journey_map = remote_map(
+                exc.holder["url"], query, read_local_read_key(config.data_path)
+            )
+        except QueryFailed as failed:
+            print(f"touchpoint: {failed}", file=sys.stderr)
+            return 1
+    else:
+        with store:
+            journey_map = current_map(
+                store, filters, settings, taxonomy=taxonomy, with_comparison=not args.no_compare
+            )
+
+    def to_json(journey_map: JourneyMap) -> str:
+        return msgspec.json.format(msgspec.json.encode(journey_map), indent=2).decode() + "\n"
+
+    renderers: dict[str, Callable[[JourneyMap], str]] = {
+        "text": to_text,
+        "mermaid": to_mermaid,
+        "dot": to_dot,
+        "json": to_json,
+    }
+    output = renderers[args.format](journey_map)
+    if args.output:
+        Path(args.output).write_text(output)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(output)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     from touchpoint_collector.demo import run_demo
 
@@ -159,6 +227,24 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
     keys.set_defaults(func=cmd_keys)
+
+    jmap = sub.add_parser("map", help="build the journey map")
+    jmap.add_argument("--since", help="start of the window: 90d, 12h, 2026-11-01 ...")
+    jmap.add_argument("--until", help="end of the window (default: now)")
+    jmap.add_argument("--source", action="append", default=[], help="only these sources")
+    jmap.add_argument("--channel", action="append", default=[], help="only these channels")
+    jmap.add_argument("--persona", help="only persons with this persona trait")
+    jmap.add_argument("--property", action="append", default=[], metavar="KEY=VALUE")
+    jmap.add_argument("--goal", help="goal touchpoint, or stage:<stage> (default: purchase)")
+    jmap.add_argument("--gap-days", type=float, help="inactivity that splits journeys")
+    jmap.add_argument("--end-after-days", type=float, help="idle time after which a journey ended")
+    jmap.add_argument("--top-n", type=int, help="touchpoints kept per stage in the flow")
+    jmap.add_argument("--format", choices=["text", "json", "mermaid", "dot"], default="text")
+    jmap.add_argument("--output", "-o", help="write to a file instead of standard output")
+    jmap.add_argument(
+        "--no-compare", action="store_true", help="skip the previous-period comparison"
+    )
+    jmap.set_defaults(func=cmd_map)
 
     sql = sub.add_parser("sql", help="run a query and print the result")
     sql.add_argument("query", help='SQL, e.g. "SELECT touchpoint, count() FROM events GROUP BY 1"')

@@ -94,6 +94,22 @@ class LimitsConfig(_Section):
     max_batch_events: Positive = limits.MAX_BATCH_EVENTS
 
 
+class MapConfig(_Section):
+    """Defaults of the journey map (see docs/journey-map.md); requests may override most."""
+
+    goal: str = "purchase"
+    """A touchpoint, or stage:<stage>."""
+    gap_days: Annotated[float, Meta(gt=0)] = 60.0
+    end_after_days: Annotated[float, Meta(gt=0)] | None = None
+    """None: derived from the observed gaps between steps."""
+    top_n: Positive = 8
+    min_support: Positive = 5
+    refresh_seconds: Positive = 300
+    """How often the collector rebuilds the default map and ClickHouse the journey_steps table."""
+    default_window_days: Annotated[float, Meta(gt=0)] = 90.0
+    """The window of the map the collector keeps current (and compares with the one before)."""
+
+
 class CustomChannel(_Section):
     name: str
     online: bool
@@ -137,6 +153,7 @@ class Config(_Section):
     query: QueryConfig = field(default_factory=QueryConfig)
     sources: dict[str, SourceConfig] = field(default_factory=dict)
     taxonomy: TaxonomyConfig = field(default_factory=TaxonomyConfig)
+    map: MapConfig = field(default_factory=MapConfig)
 
     def source(self, name: str) -> SourceConfig:
         return self.sources.get(name) or _DEFAULT_SOURCE

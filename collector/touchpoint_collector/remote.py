@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -37,3 +38,35 @@ def remote_query(
     except urllib.error.URLError as exc:
         raise QueryFailed(f"cannot reach the collector at {url}: {exc.reason}") from None
     return body["columns"], body["rows"]
+
+
+def remote_map(
+    url: str, query: dict[str, Any], read_key: str | None, timeout: float = 600.0
+) -> Any:
+    """A running collector's map for the same filters (``GET /v1/map``)."""
+    import msgspec
+
+    from touchpoint_collector.journey.model import JourneyMap
+
+    pairs: list[tuple[str, str]] = []
+    for key, value in query.items():
+        if value is None:
+            continue
+        name = {"sources": "source", "channels": "channel", "properties": "property"}.get(key, key)
+        for item in value if isinstance(value, list | tuple) else [value]:
+            pairs.append((name, str(item)))
+    target = f"{url}/v1/map?{urllib.parse.urlencode(pairs)}"
+    request = urllib.request.Request(target, method="GET")
+    if read_key:
+        request.add_header("Authorization", f"Bearer {read_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return msgspec.json.decode(response.read(), type=JourneyMap)
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = str(exc)
+        raise QueryFailed(message) from None
+    except urllib.error.URLError as exc:
+        raise QueryFailed(f"cannot reach the collector at {url}: {exc.reason}") from None

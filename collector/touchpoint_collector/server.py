@@ -25,6 +25,7 @@ from touchpoint_collector.config import Config
 from touchpoint_collector.failpoints import failpoint
 from touchpoint_collector.keys import KeyKind, KeyStore, read_local_read_key, write_local_read_key
 from touchpoint_collector.loader import Loader
+from touchpoint_collector.mapservice import MapService
 from touchpoint_collector.metrics import Metrics
 from touchpoint_collector.migrations import migrate
 from touchpoint_collector.store import Store
@@ -86,8 +87,10 @@ async def serve(
         metrics = Metrics()
         loader = Loader(wal, store, collector_id, metrics, failpoint=failpoint("store.insert"))
         collector = CollectorApp(config, store, wal, loader, keys, metrics, collector_id)
+        collector.maps = MapService(config, store)
         wal.start()
         loader.start()
+        collector.maps.start()
         runner = web.AppRunner(
             collector.build(),
             auto_decompress=False,
@@ -139,6 +142,8 @@ async def _shutdown(
     log.info("shutting down: no new requests, finishing in-flight ones")
     collector.accepting = False
     await runner.cleanup()  # stops listening, waits for in-flight handlers
+    if collector.maps is not None:
+        await collector.maps.stop()
     await wal.close()  # commits what is queued, seals the active segment
     drained = await loader.drain(deadline)
     await loader.stop(grace=max(0.1, deadline - time.monotonic()))

@@ -7,10 +7,11 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from touchpoint_collector.journey import coverage, drivers, flow, funnel, paths
+from touchpoint_collector.journey import coverage, drivers, flow, funnel, grid, pain, paths
 from touchpoint_collector.journey.context import BuildContext
 from touchpoint_collector.journey.model import JourneyMap, MapFilters, MapSettings
 from touchpoint_collector.store import Store
+from touchpoint_schemas.taxonomy import Taxonomy
 
 
 def build_map(
@@ -19,6 +20,7 @@ def build_map(
     settings: MapSettings | None = None,
     *,
     as_of: datetime | None = None,
+    taxonomy: Taxonomy | None = None,
 ) -> JourneyMap:
     """The current-state journey map of the events matching `filters`.
 
@@ -35,10 +37,22 @@ def build_map(
         ctx.materialise()
         cov = coverage.compute(ctx)
         stages, backward = funnel.compute(ctx)
-        nodes, edges = flow.compute(ctx, cov.persons)
+        nodes, edges, buckets = flow.compute(ctx, cov.persons)
         variants, to_goal = paths.compute(ctx, cov.journeys) if cov.journeys else ([], None)
         flagged = {n.id for n in nodes if n.cross_cutting}
         driver_rows = drivers.compute(ctx, flagged)
+        stage_of = buckets.touchpoint_stage
+        pain_points = pain.compute(ctx, stage_of, cov.persons, cov.converted_persons)
+        columns = grid.compute(
+            ctx,
+            taxonomy or Taxonomy.standard(),
+            stages,
+            stage_of,
+            buckets.persons_of,
+            cov.persons,
+            pain_points,
+            driver_rows,
+        )
     finally:
         ctx.drop()
     return JourneyMap(
@@ -54,4 +68,6 @@ def build_map(
         paths=variants,
         path_to_goal=to_goal,
         drivers=driver_rows,
+        pain_points=pain_points,
+        grid=columns,
     )

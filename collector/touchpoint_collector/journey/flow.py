@@ -94,9 +94,14 @@ class Buckets:
         keep = set(ctx.settings.cross_cutting) | {ctx.settings.goal}
         self.node_of: dict[str, str] = {}
         self.stage_of: dict[str, int] = {}
+        self.touchpoint_stage: dict[str, str] = {}
+        """Each touchpoint's node stage name (where the grid and pain points put it)."""
+        self.persons_of: dict[str, int] = {}
         by_stage: dict[int, list[tuple[int, str]]] = {}
         for touchpoint, node_stage, _steps, persons in stats:
             by_stage.setdefault(node_stage, []).append((-int(persons), touchpoint))
+            self.touchpoint_stage[touchpoint] = stage_name(node_stage)
+            self.persons_of[touchpoint] = int(persons)
         for node_stage, ranked in by_stage.items():
             ranked.sort()
             for rank, (_, touchpoint) in enumerate(ranked):
@@ -126,7 +131,7 @@ def cross_cutting(ctx: BuildContext) -> set[str]:
     return flagged
 
 
-def compute(ctx: BuildContext, persons_total: int) -> tuple[list[Node], list[Edge]]:
+def compute(ctx: BuildContext, persons_total: int) -> tuple[list[Node], list[Edge], Buckets]:
     buckets = Buckets(ctx)
     walk = WALK_SQL.format(steps=ctx.steps, journeys=ctx.journeys)
     params = buckets.params()
@@ -178,4 +183,4 @@ def compute(ctx: BuildContext, persons_total: int) -> tuple[list[Node], list[Edg
         for src, dst, transitions, persons, timed, median_ms, p90_ms, goal_after in raw_edges
     ]
     edges.sort(key=lambda e: (-e.transitions, e.source, e.target))
-    return nodes, edges
+    return nodes, edges, buckets

@@ -40,7 +40,23 @@ class MapSettings(Struct, kw_only=True, frozen=True):
     path_limit: int = 10
     max_path_steps: int = 20
     cross_cutting: tuple[str, ...] = ("support_contact",)
-    """Touchpoints lane-d apart as cross-cutting (from the taxonomy's flags)."""
+    """Touchpoints drawn in their own lane as cross-cutting (from the taxonomy's flags)."""
+    negative_touchpoints: tuple[str, ...] = (
+        "support_contact",
+        "return_requested",
+        "refund_issued",
+        "unsubscribed",
+        "churned",
+    )
+    """Touchpoints that count as negative signals for sentiment."""
+    post_goal_touchpoints: tuple[str, ...] = (
+        "support_contact",
+        "return_requested",
+        "refund_issued",
+    )
+    post_goal_days: float = 14.0
+    low_score_max: float = 4.0
+    """Feedback scores at or below this are low (scores run 1-10)."""
 
 
 class Coverage(Struct, kw_only=True):
@@ -167,6 +183,39 @@ class GridColumn(Struct, kw_only=True):
     opportunities: list[str]
 
 
+class EdgeChange(Struct, kw_only=True):
+    source: str
+    target: str
+    persons_now: int
+    persons_before: int
+
+
+class NodeDelta(Struct, kw_only=True):
+    node: str
+    persons_now: int
+    persons_before: int
+    reach_now: float
+    reach_before: float
+
+
+class StageShift(Struct, kw_only=True):
+    stage: str
+    rate_now: float | None
+    rate_before: float | None
+    z: float | None
+    significant: bool
+
+
+class Comparison(Struct, kw_only=True):
+    previous_since: str
+    previous_until: str
+    persons_before: int
+    new_edges: list[EdgeChange]
+    vanished_edges: list[EdgeChange]
+    node_deltas: list[NodeDelta]
+    stage_shifts: list[StageShift]
+
+
 class JourneyMap(Struct, kw_only=True):
     filters: MapFilters
     settings: MapSettings
@@ -182,3 +231,5 @@ class JourneyMap(Struct, kw_only=True):
     drivers: list[Driver]
     pain_points: list[PainPoint] = field(default_factory=list)
     grid: list[GridColumn] = field(default_factory=list)
+    comparison: Comparison | None = None
+    """Against the previous period of the same length, when the map has a start."""

@@ -28,7 +28,8 @@ STEP_COLUMNS: Final = """
     ts_ms Int64,
     last_ms Int64,
     repeats UInt32,
-    stitched UInt8
+    stitched UInt8,
+    score Nullable(Float32)
 """
 
 _ORDER: Final = "ev_ms, ingest_seq, message_id"
@@ -112,7 +113,8 @@ def steps_sql(filters: MapFilters, gap_days: float, params: dict[str, Any]) -> s
         min(ev_ms) AS ts_ms,
         max(ev_ms) AS last_ms,
         toUInt32(count()) AS repeats,
-        max(stitched) AS stitched
+        max(stitched) AS stitched,
+        argMin(ev_score, ({_ORDER})) AS score
     FROM (
         SELECT *,
             toUInt32(sum(new_step) OVER (
@@ -136,6 +138,7 @@ def steps_sql(filters: MapFilters, gap_days: float, params: dict[str, Any]) -> s
                         touchpoint AS ev_touchpoint,
                         stage AS ev_stage,
                         channel AS ev_channel,
+                        score AS ev_score,
                         ingest_seq,
                         message_id,
                         toUnixTimestamp64Milli(timestamp) AS ev_ms,

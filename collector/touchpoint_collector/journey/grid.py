@@ -1,0 +1,140 @@
+"""The journey-map grid: stages as columns; touchpoints, channels, conversion, time in
+stage, feelings, pain points and opportunities down each column."""
+
+from __future__ import annotations
+
+from touchpoint_collector.journey.context import BuildContext
+from touchpoint_collector.journey.model import (
+    ChannelShare,
+    Driver,
+    GridColumn,
+    PainPoint,
+    StageRow,
+    TouchpointReach,
+)
+from touchpoint_schemas.taxonomy import Stage, Taxonomy
+
+CHANNELS_SQL = """
+SELECT stage, channel, count() AS steps FROM {steps}
+WHERE stage != '' GROUP BY stage, channel
+"""
+
+TIME_IN_STAGE_SQL = """
+SELECT stage, quantileExact(0.5)(dwell_ms) FROM (
+    SELECT person, journey, stage, max(last_ms) - min(ts_ms) AS dwell_ms
+    FROM {steps} WHERE stage != '' GROUP BY person, journey, stage
+) GROUP BY stage
+"""
+
+# Feelings count for the stage of the step before them (their own when first): a support
+# contact during checkout is a purchase-stage signal, not a retention one.
+FEELINGS_SQL = """
+SELECT about_stage,
+       avgIf(score, score IS NOT NULL) AS mean_score,
+       countIf(score IS NOT NULL) AS scores,
+       uniqExactIf(person, touchpoint IN {{negative:Array(String)}}) AS negative_persons
+FROM (
+    SELECT person, touchpoint, score,
+           if(lagInFrame(step, 1, 0) OVER w > 0, lagInFrame(stage, 1, '') OVER w, stage) AS about_stage
+    FROM {steps}
+    WINDOW w AS (PARTITION BY person, journey ORDER BY step ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+)
+WHERE about_stage != ''
+GROUP BY about_stage
+"""
+
+_ACTION = {
+    "dropoff": "Find out why persons stop after {tp} and remove the obstacle",
+    "slow_step": "Shorten the wait after {tp}",
+    "loop": "Help persons finish {tp} the first time",
+    "post_goal_issue": "Prevent the need for {tp} after the goal",
+    "low_score": "Fix what persons rate low after {tp}",
+}
+
+
+def compute(
+    ctx: BuildContext,
+    taxonomy: Taxonomy,
+    stages: list[StageRow],
+    stage_of: dict[str, str],
+    node_persons: dict[str, int],
+    persons_total: int,
+    pain_points: list[PainPoint],
+    drivers: list[Driver],
+) -> list[GridColumn]:
+    channels: dict[str, list[tuple[str, int]]] = {}
+    for stage, channel, steps in ctx.rows(CHANNELS_SQL.format(steps=ctx.steps)):
+        channels.setdefault(stage, []).append((channel, int(steps)))
+    dwell = dict(ctx.rows(TIME_IN_STAGE_SQL.format(steps=ctx.steps)))
+    feelings = {
+        row[0]: row[1:]
+        for row in ctx.rows(
+            FEELINGS_SQL.format(steps=ctx.steps),
+            negative=list(ctx.settings.negative_touchpoints),
+        )
+    }
+    columns = []
+    for row in stages:
+        stage = row.stage
+        touchpoints = sorted(
+            (
+                TouchpointReach(
+                    touchpoint=tp, persons=n, reach=n / persons_total if persons_total else 0.0
+                )
+                for tp, n in node_persons.items()
+                if stage_of.get(tp) == stage
+            ),
+            key=lambda t: (-t.persons, t.touchpoint),
+        )
+        stage_channels = sorted(channels.get(stage, []), key=lambda c: (-c[1], c[0]))
+        total_steps = sum(n for _, n in stage_channels)
+        shares = [
+            ChannelShare(
+                channel=name,
+                online=_online(taxonomy, name),
+                steps=n,
+                share=n / total_steps,
+            )
+            for name, n in stage_channels
+        ]
+        mean_score, scores, negative_persons = feelings.get(stage, (None, 0, 0))
+        mean = float(mean_score) if scores else None
+        negative_rate = negative_persons / row.persons if row.persons else 0.0
+        if not row.persons:
+            sentiment = None
+        elif mean is None:
+            sentiment = 0.0 - negative_rate  # not -0.0
+        else:
+            sentiment = max(-1.0, min(1.0, (mean - 5.5) / 4.5 - negative_rate))
+        stage_pain = [p for p in pain_points if p.stage == stage]
+        opportunities = [_ACTION[p.kind].format(tp=p.touchpoint) for p in stage_pain]
+        for driver in drivers:
+            reach = node_persons.get(driver.touchpoint, 0) / persons_total if persons_total else 0.0
+            if stage_of.get(driver.touchpoint) == stage and driver.ci_low > 1 and reach < 0.5:
+                opportunities.append(
+                    f"Bring more persons to {driver.touchpoint}: goal rate "
+                    f"{driver.goal_rate_with or 0:.0%} with it, {driver.goal_rate_without or 0:.0%} without"
+                )
+        columns.append(
+            GridColumn(
+                stage=stage,
+                phase=Stage(stage).phase.value,
+                persons=row.persons,
+                touchpoints=touchpoints,
+                channels=shares,
+                conversion_to_next=row.conversion_rate,
+                dropoff_rate=row.dropoff_rate,
+                median_seconds_in_stage=dwell[stage] / 1000 if stage in dwell else None,
+                mean_score=mean,
+                negative_signal_rate=negative_rate,
+                sentiment=sentiment,
+                pain_points=[p.detail for p in stage_pain],
+                opportunities=opportunities,
+            )
+        )
+    return columns
+
+
+def _online(taxonomy: Taxonomy, channel: str) -> bool:
+    found = taxonomy.channel(channel)
+    return found.online if found is not None else True

@@ -1,0 +1,126 @@
+"""The collector's journey map: kept current in the background, served by ``/v1/map``.
+
+Map builds are heavy ClickHouse queries, so they run one at a time, in a worker thread, on
+a store connection of their own. The default map (the configured window, no filters) is
+rebuilt every ``map.refresh_seconds`` and served from memory; a filtered request builds
+its own map on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from touchpoint_collector.config import Config
+from touchpoint_collector.journey import refresh
+from touchpoint_collector.journey.model import JourneyMap, MapFilters
+from touchpoint_collector.journey.params import parse
+from touchpoint_collector.journey.service import current_map
+from touchpoint_collector.journey.settings import settings_from_config
+from touchpoint_collector.store import Store
+
+log = structlog.get_logger("touchpoint.map")
+
+QUERY_KEYS = (
+    "since",
+    "until",
+    "persona",
+    "goal",
+    "gap_days",
+    "end_after_days",
+    "top_n",
+    "min_support",
+)
+LIST_KEYS = {"source": "sources", "channel": "channels", "property": "properties"}
+
+
+class MapService:
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
+        self.taxonomy = config.build_taxonomy()
+        self.settings = settings_from_config(config, self.taxonomy)
+        self._store = store
+        self._map_store: Store | None = None
+        self._lock = asyncio.Lock()
+        self.latest: JourneyMap | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _store_for_maps(self) -> Store:
+        if self._map_store is None:
+            self._map_store = Store(self._store.target, role="touchpoint serve (maps)")
+        return self._map_store
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            await asyncio.to_thread(
+                refresh.install,
+                self._store_for_maps(),
+                self.settings,
+                self.config.map.refresh_seconds,
+            )
+        except Exception as exc:  # a map problem must never stop ingestion
+            log.error("could not install the journey_steps refresh", error=str(exc))
+        while True:
+            try:
+                await self.rebuild_default()
+            except Exception as exc:
+                log.error("map rebuild failed", error=str(exc))
+            await asyncio.sleep(self.config.map.refresh_seconds)
+
+    def default_filters(self, now: datetime) -> MapFilters:
+        return MapFilters(since=now - timedelta(days=self.config.map.default_window_days))
+
+    async def rebuild_default(self) -> JourneyMap:
+        now = datetime.now(UTC)
+        built = await self.build(self.default_filters(now), self.settings, now)
+        self.latest = built
+        log.info(
+            "map rebuilt",
+            persons=built.coverage.persons,
+            events=built.coverage.events,
+            seconds=built.build_seconds,
+        )
+        return built
+
+    async def build(self, filters: MapFilters, settings: object, now: datetime) -> JourneyMap:
+        async with self._lock:
+            return await asyncio.to_thread(
+                current_map,
+                self._store_for_maps(),
+                filters,
+                settings,  # type: ignore[arg-type]
+                taxonomy=self.taxonomy,
+                now=now,
+            )
+
+    async def for_request(self, query: Mapping[str, Sequence[str]]) -> JourneyMap:
+        """The map a request asks for; the kept-current default map when it asks for nothing
+        (or ``?fresh=1`` to rebuild it now)."""
+        wanted = {k: v for k, v in query.items() if k != "fresh"}
+        if not wanted:
+            if self.latest is None or query.get("fresh"):
+                return await self.rebuild_default()
+            return self.latest
+        kwargs: dict[str, object] = {key: query[key][-1] for key in QUERY_KEYS if key in query}
+        for key, target in LIST_KEYS.items():
+            if key in query:
+                kwargs[target] = list(query[key])
+        now = datetime.now(UTC)
+        filters, settings = parse(**kwargs, base=self.settings, now=now)  # type: ignore[arg-type]
+        return await self.build(filters, settings, now)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        async with self._lock:
+            if self._map_store is not None:
+                self._map_store.close()

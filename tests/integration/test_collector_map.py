@@ -1,0 +1,157 @@
+"""The journey map served by a running collector: /v1/map, the CLI through it, and the
+refreshable journey_steps table, all read back from the real engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import CollectorProcess
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Iterator[CollectorProcess]:
+    process = CollectorProcess(
+        tmp_path / "data", env={"TOUCHPOINT_MAP__REFRESH_SECONDS": "2"}
+    ).start()
+    now = datetime.now(UTC)
+
+    def at(hours: float) -> str:
+        return (now - timedelta(hours=hours)).isoformat()
+
+    batch = []
+    for i in range(12):
+        anon, user = f"anon-{i}", f"user-{i}"
+        batch += [
+            {
+                "type": "track",
+                "event": "Ad Clicked",
+                "anonymousId": anon,
+                "timestamp": at(50),
+                "messageId": f"{i}-1",
+            },
+            {
+                "type": "track",
+                "event": "Product Viewed",
+                "anonymousId": anon,
+                "timestamp": at(49),
+                "messageId": f"{i}-2",
+            },
+            {
+                "type": "identify",
+                "anonymousId": anon,
+                "userId": user,
+                "timestamp": at(48.5),
+                "traits": {"persona": "saver" if i % 2 else "spender"},
+                "messageId": f"{i}-3",
+            },
+        ]
+        if i < 8:  # eight buy, four drop off after viewing
+            batch.append(
+                {
+                    "type": "track",
+                    "event": "Order Completed",
+                    "userId": user,
+                    "timestamp": at(48),
+                    "messageId": f"{i}-4",
+                }
+            )
+    response = process.post("/v1/batch", {"batch": batch})
+    assert response.json()["accepted"] == len(batch)
+    process.wait_drained()
+    yield process
+    process.stop()
+
+
+def test_map_endpoint_serves_the_current_map(shop: CollectorProcess) -> None:
+    response = shop.request(
+        "GET", "/v1/map?fresh=1", headers={"Authorization": f"Bearer {shop.read_key()}"}
+    )
+    assert response.status == 200, response
+    journey_map = response.json()
+    coverage = journey_map["coverage"]
+    assert coverage["persons"] == 12
+    assert coverage["stitched_journeys"] == 12  # every journey began anonymous
+    assert coverage["converted_persons"] == 8
+    stages = {row["stage"]: row for row in journey_map["stages"]}
+    assert stages["awareness"]["persons"] == 12
+    assert stages["consideration"]["converted_persons"] == 8
+    edges = {(e["source"], e["target"]): e for e in journey_map["edges"]}
+    assert edges[("product_viewed", "purchase")]["persons"] == 8
+    assert edges[("START", "ad_click")]["transitions"] == 12
+    assert journey_map["path_to_goal"]["steps"] == ["ad_click", "product_viewed", "purchase"]
+    assert journey_map["comparison"] is not None  # the default map has a window to compare
+    assert len(journey_map["grid"]) == 5
+
+
+def test_map_filters_and_auth(shop: CollectorProcess) -> None:
+    auth = {"Authorization": f"Bearer {shop.read_key()}"}
+    savers = shop.request("GET", "/v1/map?persona=saver&since=30d", headers=auth).json()
+    assert savers["coverage"]["persons"] == 6
+    assert savers["filters"]["persona"] == "saver"
+    assert shop.request("GET", "/v1/map").status == 401
+    bad = shop.request("GET", "/v1/map?since=yesterday-ish", headers=auth)
+    assert bad.status == 400
+    assert "since" in bad.json()["error"]["message"] or "time" in bad.json()["error"]["message"]
+
+
+def test_touchpoint_map_cli_goes_through_the_running_collector(shop: CollectorProcess) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "touchpoint_collector.cli",
+            "--data-dir",
+            str(shop.data_dir),
+            "map",
+            "--since",
+            "30d",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["coverage"]["converted_persons"] == 8
+    text = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "touchpoint_collector.cli",
+            "--data-dir",
+            str(shop.data_dir),
+            "map",
+            "--since",
+            "30d",
+            "--format",
+            "mermaid",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
+    assert text.startswith("flowchart LR")
+    assert "product viewed" in text
+
+
+def test_journey_steps_refresh_inside_clickhouse(shop: CollectorProcess) -> None:
+    rows = shop.wait_until(
+        "SELECT uniqExact(person), count() FROM journey_steps", [[12, 32]], timeout=30
+    )
+    assert rows == [[12, 32]]  # 12 x (ad click, product view) + 8 purchases
+    status = shop.query(
+        "SELECT status FROM system.view_refreshes WHERE view = 'journey_steps_refresh'"
+    )
+    assert status and status[0][0] in ("Scheduled", "Running")
+    snapshots = shop.wait_until("SELECT count() > 0 FROM map_snapshots", [[1]], timeout=30)
+    assert snapshots == [[1]]
