@@ -26,6 +26,7 @@ import structlog
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
 
+from touchpoint_collector import viewer
 from touchpoint_collector.config import Config
 from touchpoint_collector.enrich import Arrival, anonymize_ip
 from touchpoint_collector.ingest import Prepared, prepare_batch, prepare_single, rejected_row
@@ -120,6 +121,7 @@ class CollectorApp:
         app.router.add_route("OPTIONS", "/v1/{tail:.*}", self.handle_preflight)
         app.router.add_post("/v1/query", self.handle_query)
         app.router.add_get("/v1/map", self.handle_map)
+        viewer.register(app, self)
         app.router.add_get("/healthz", self.handle_healthz)
         app.router.add_get("/readyz", self.handle_readyz)
         app.router.add_get("/metrics", self.handle_metrics)

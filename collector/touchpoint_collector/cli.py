@@ -178,6 +178,13 @@ def cmd_map(args: argparse.Namespace, config: Config) -> int:
         "dot": to_dot,
         "json": to_json,
     }
+    if args.html:
+        from touchpoint_collector.viewer import render_html
+
+        Path(args.html).write_text(render_html(journey_map))
+        print(f"wrote {args.html}", file=sys.stderr)
+        if not args.output:
+            return 0
     output = renderers[args.format](journey_map)
     if args.output:
         Path(args.output).write_text(output)
