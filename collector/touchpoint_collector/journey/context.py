@@ -7,6 +7,7 @@ failing (with ``max_bytes_before_external_*`` set for its sorts and aggregations
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,8 @@ class BuildContext:
     prefix: str = field(default_factory=lambda: f"_map_{uuid.uuid4().hex[:12]}")
     end_after_ms: int = 0
     as_of_ms: int = 0
+    timings: list[tuple[str, float]] = field(default_factory=list)
+    """(query's first words, seconds) for every query of the build: where the time goes."""
 
     @property
     def steps(self) -> str:
@@ -62,11 +65,20 @@ class BuildContext:
         return "(touchpoint = {goal_tp:String} AND {goal_tp:String} != '' OR stage = {goal_stage:String} AND {goal_stage:String} != '')"
 
     def rows(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        started = time.perf_counter()
         result = self.store.query(sql, parameters=self.params(**params), settings=SPILL_SETTINGS)
-        return [tuple(r) for r in result.result_rows]
+        rows = [tuple(r) for r in result.result_rows]
+        self._timed(sql, started)
+        return rows
 
     def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        started = time.perf_counter()
         self.store.command(sql, parameters=params, settings=SPILL_SETTINGS)
+        self._timed(sql, started)
+
+    def _timed(self, sql: str, started: float) -> None:
+        label = " ".join(sql.split())[:70]
+        self.timings.append((label, time.perf_counter() - started))
 
     # -- materialisation ---------------------------------------------------------------
 

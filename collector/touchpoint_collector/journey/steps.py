@@ -100,11 +100,14 @@ def steps_sql(filters: MapFilters, gap_days: float, params: dict[str, Any]) -> s
     params["gap_ms"] = int(gap_days * 86_400_000)
     resolved = resolved_sql(event_filter(filters, params))
     person_ok = persona_filter(filters, params)
+    # Every window below has the same partition and order (the person's events in time
+    # order), so ClickHouse sorts once; step numbers within a journey come from a running
+    # step counter minus its value where the journey began.
     return f"""
     SELECT
         person,
         journey,
-        step,
+        toUInt32(gstep - jstart + 1) AS step,
         argMin(ev_touchpoint, ({_ORDER})) AS touchpoint,
         argMin(ev_stage, ({_ORDER})) AS stage,
         toInt8(indexOf({STAGE_ARRAY}, argMin(ev_stage, ({_ORDER}))) - 1) AS stage_idx,
@@ -117,46 +120,35 @@ def steps_sql(filters: MapFilters, gap_days: float, params: dict[str, Any]) -> s
         argMin(ev_score, ({_ORDER})) AS score
     FROM (
         SELECT *,
-            toUInt32(sum(new_step) OVER (
-                PARTITION BY person, journey ORDER BY {_ORDER} ROWS UNBOUNDED PRECEDING
-            )) AS step
+            max(if(new_journey, gstep, 0)) OVER w AS jstart
         FROM (
             SELECT *,
-                (ev_touchpoint != lagInFrame(ev_touchpoint, 1, '') OVER (
-                    PARTITION BY person, journey ORDER BY {_ORDER}
-                    ROWS BETWEEN 1 PRECEDING AND CURRENT ROW
-                )) OR (row_number() OVER (PARTITION BY person, journey ORDER BY {_ORDER}) = 1)
-                AS new_step
+                toUInt32(sum(new_journey) OVER w) AS journey,
+                sum(new_journey OR ev_touchpoint != prev_tp) OVER w AS gstep
             FROM (
-                SELECT *,
-                    toUInt32(sum(new_journey) OVER (
-                        PARTITION BY person ORDER BY {_ORDER} ROWS UNBOUNDED PRECEDING
-                    )) AS journey
-                FROM (
-                    SELECT
-                        person,
-                        touchpoint AS ev_touchpoint,
-                        stage AS ev_stage,
-                        channel AS ev_channel,
-                        score AS ev_score,
-                        ingest_seq,
-                        message_id,
-                        toUnixTimestamp64Milli(timestamp) AS ev_ms,
-                        toUInt8(person != person_id) AS stitched,
-                        (row_number() OVER w = 1)
-                            OR (ev_ms - lagInFrame(ev_ms, 1, 0) OVER w > {{gap_ms:Int64}})
-                            AS new_journey
-                    FROM ({resolved})
-                    WHERE {person_ok}
-                    WINDOW w AS (
-                        PARTITION BY person ORDER BY {_ORDER}
-                        ROWS BETWEEN 1 PRECEDING AND CURRENT ROW
-                    )
-                )
+                SELECT
+                    person,
+                    touchpoint AS ev_touchpoint,
+                    stage AS ev_stage,
+                    channel AS ev_channel,
+                    score AS ev_score,
+                    ingest_seq,
+                    message_id,
+                    toUnixTimestamp64Milli(timestamp) AS ev_ms,
+                    toUInt8(person != person_id) AS stitched,
+                    lagInFrame(ev_touchpoint, 1, '') OVER w AS prev_tp,
+                    (row_number() OVER w = 1)
+                        OR (ev_ms - lagInFrame(ev_ms, 1, 0) OVER w > {{gap_ms:Int64}})
+                        AS new_journey
+                FROM ({resolved})
+                WHERE {person_ok}
+                WINDOW w AS (PARTITION BY person ORDER BY {_ORDER} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
             )
+            WINDOW w AS (PARTITION BY person ORDER BY {_ORDER} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
         )
+        WINDOW w AS (PARTITION BY person ORDER BY {_ORDER} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
     )
-    GROUP BY person, journey, step
+    GROUP BY person, journey, gstep, jstart
     """
 
 

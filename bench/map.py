@@ -1,0 +1,270 @@
+"""Journey map benchmark: full build and refresh after 1% new events, at 1M and 10M events.
+
+Each size runs in its own process on a fresh embedded store (clean peak-RSS numbers):
+  * the event log is generated inside ClickHouse (deterministic hashes of row numbers):
+    ~10 events per person, stages advancing with noise, back-and-forth moves, drop-offs,
+    30% of persons starting anonymous and identified later;
+  * ``build_map`` over everything (the full map: every view), timed, with peak RSS;
+  * 1% new events appended (new and returning persons), then the map built again;
+  * anchors on the same 1M log, same run: one window-function directly-follows query in
+    the engine, pandas groupby/shift, pm4py format_dataframe + discover_dfg (when installed:
+    ``pip install pandas pm4py``).
+
+Prints a table, writes bench/results/map.json.
+
+    .venv/bin/python bench/map.py [--sizes 1000000,10000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# Touchpoints per stage: the generator picks one by hash within the step's stage.
+STAGE_TOUCHPOINTS = [
+    ["ad_click", "social_engagement", "newsletter_signup", "site_visit"],
+    ["product_viewed", "pricing_viewed", "demo_requested", "store_visit", "phone_call"],
+    ["cart_added", "checkout_started", "purchase"],
+    [
+        "delivery_received",
+        "support_contact",
+        "feedback_given",
+        "return_requested",
+        "repeat_purchase",
+    ],
+    ["review_posted", "referral_made"],
+]
+STAGES = ["awareness", "consideration", "purchase", "retention", "advocacy"]
+
+
+def generate_sql(first: int, count: int, persons: int, seq_offset: int) -> str:
+    """INSERT ... SELECT producing `count` events numbered from `first` (deterministic)."""
+    tps = (
+        "["
+        + ",".join("[" + ",".join(f"'{t}'" for t in group) + "]" for group in STAGE_TOUCHPOINTS)
+        + "]"
+    )
+    return f"""
+    INSERT INTO events (message_id, source, type, event, touchpoint, stage, channel, person_id,
+                        anonymous_id, user_id, group_id, previous_id, timestamp, received_at,
+                        clock_skew_ms, score, properties, traits, context, integrations,
+                        collector_id, ingest_seq)
+    SELECT
+        concat('b-', toString(n)) AS message_id,
+        if(h % 5 = 0, 'backend', 'web') AS source,
+        'track' AS type,
+        tp AS event,
+        tp AS touchpoint,
+        stages[stage_idx + 1] AS stage,
+        if(h % 7 = 0, 'store', 'web') AS channel,
+        if(anon, concat('anon-', toString(p)), concat('user-', toString(p))) AS person_id,
+        if(anon, concat('anon-', toString(p)), '') AS anonymous_id,
+        if(anon, '', concat('user-', toString(p))) AS user_id,
+        '' AS group_id, '' AS previous_id,
+        fromUnixTimestamp64Milli(toInt64(1767225600000 + (p % 86400) * 60000 + k * 3600000 * (1 + h % 48)), 'UTC') AS timestamp,
+        now64(3, 'UTC') AS received_at,
+        0 AS clock_skew_ms,
+        if(tp = 'feedback_given', toFloat32(1 + h % 10), NULL) AS score,
+        '{{}}' AS properties, '{{}}' AS traits, '{{}}' AS context, '{{}}' AS integrations,
+        'bench' AS collector_id,
+        {seq_offset} + n AS ingest_seq
+    FROM (
+        SELECT number + {first} AS n,
+               n % {persons} AS p,
+               intDiv(n, {persons}) AS k,
+               cityHash64(n, 17) AS h,
+               {STAGES!r} AS stages,
+               least(4, greatest(0, toInt32(intDiv(k * 5, 10)) - if(h % 6 = 0, 1, 0))) AS stage_idx,
+               {tps}[stage_idx + 1] AS group,
+               group[1 + (h % length(group))] AS tp,
+               (p % 10 < 3) AND k < 3 AS anon
+        FROM numbers({count})
+    )
+    """
+
+
+def worker(size: int, out_path: str) -> None:
+    """One size, in its own process: generate, build, append 1%, build again."""
+    from datetime import UTC, datetime
+
+    from touchpoint_collector.journey import build_map
+    from touchpoint_collector.migrations import migrate
+    from touchpoint_collector.store import Store
+
+    data = Path(tempfile.mkdtemp(prefix="tp-mapbench-"))
+    result: dict[str, Any] = {"events": size}
+    try:
+        store = Store.open(f"chdb://{data / 'store'}", "touchpoint")
+        migrate(store)
+        persons = max(1, size // 10)
+        started = time.perf_counter()
+        store.command(generate_sql(0, size, persons, 0))
+        store.command(
+            f"""INSERT INTO identities (anonymous_id, user_id, source, kind, message_id, first_seen, received_at)
+            SELECT concat('anon-', toString(number)), concat('user-', toString(number)), 'web', 'identify',
+                   concat('id-', toString(number)), now64(3, 'UTC'), now64(3, 'UTC')
+            FROM numbers({persons}) WHERE number % 10 < 3"""
+        )
+        result["generate_seconds"] = round(time.perf_counter() - started, 2)
+        print(
+            f"  generated {size:,} events for {persons:,} persons in {result['generate_seconds']} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        as_of = datetime(2026, 12, 1, tzinfo=UTC)
+        rss_before = _rss_mib()
+        started = time.perf_counter()
+        first = build_map(store, as_of=as_of)
+        result["full_build_seconds"] = round(time.perf_counter() - started, 2)
+        result["persons"] = first.coverage.persons
+        result["journeys"] = first.coverage.journeys
+        print(
+            f"  full build {result['full_build_seconds']} s ({first.coverage.persons:,} persons)",
+            file=sys.stderr,
+            flush=True,
+        )
+        extra = max(1, size // 100)
+        store.command(generate_sql(size * 3, extra, persons + extra // 10, size * 3))
+        started = time.perf_counter()
+        second = build_map(store, as_of=as_of)
+        result["refresh_after_1pct_seconds"] = round(time.perf_counter() - started, 2)
+        result["refresh_events"] = second.coverage.events
+        result["peak_rss_mib"] = round(_peak_rss_mib(), 1)
+        result["rss_growth_during_builds_mib"] = round(_peak_rss_mib() - rss_before, 1)
+        if size <= 2_000_000:
+            result["anchors"] = anchors(store)
+        store.close()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    Path(out_path).write_text(json.dumps(result))
+
+
+def anchors(store: Any) -> dict[str, float | str]:
+    """The comparison points named in the issue, on the same log."""
+    found: dict[str, float | str] = {}
+    started = time.perf_counter()
+    store.query(
+        """SELECT a, b, count() FROM (
+            SELECT touchpoint AS a, leadInFrame(touchpoint, 1, '') OVER w AS b FROM events
+            WINDOW w AS (PARTITION BY person_id ORDER BY timestamp, ingest_seq
+                         ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING))
+        WHERE b != '' GROUP BY a, b""",
+        settings={"final": 1},
+    )
+    found["clickhouse_window_dfg_seconds"] = round(time.perf_counter() - started, 3)
+    import importlib.util
+
+    if importlib.util.find_spec("pandas") is None:
+        found["pandas"] = "not installed"
+        return found
+    frame = store.client.query_df(
+        "SELECT person_id, touchpoint, timestamp, ingest_seq FROM events ORDER BY person_id, timestamp, ingest_seq"
+    )
+    started = time.perf_counter()
+    ordered = frame.sort_values(["person_id", "timestamp", "ingest_seq"])
+    ordered["next"] = ordered.groupby("person_id")["touchpoint"].shift(-1)
+    ordered.dropna(subset=["next"]).groupby(["touchpoint", "next"]).size()
+    found["pandas_groupby_shift_seconds"] = round(time.perf_counter() - started, 3)
+    try:
+        import pm4py
+    except ImportError:
+        found["pm4py"] = "not installed"
+        return found
+    started = time.perf_counter()
+    log = pm4py.format_dataframe(
+        frame.rename(columns={"ingest_seq": "seq"}),
+        case_id="person_id",
+        activity_key="touchpoint",
+        timestamp_key="timestamp",
+    )
+    pm4py.discover_dfg(log)
+    found["pm4py_format_discover_dfg_seconds"] = round(time.perf_counter() - started, 3)
+    return found
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1000000,10000000")
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(int(args.worker[0]), args.worker[1])
+        return 0
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        print(f"map benchmark at {size:,} events ...", file=sys.stderr, flush=True)
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+            out = handle.name
+        subprocess.run([sys.executable, __file__, "--worker", str(size), out], check=True)
+        rows.append(json.loads(Path(out).read_text()))
+        os.unlink(out)
+    header = f"{'events':>12} {'persons':>10} {'full build':>11} {'+1% rebuild':>12} {'ratio':>6} {'peak RSS':>9}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        ratio = row["refresh_after_1pct_seconds"] / row["full_build_seconds"]
+        row["refresh_ratio"] = round(ratio, 3)
+        print(
+            f"{row['events']:>12,} {row['persons']:>10,} {row['full_build_seconds']:>10.2f}s "
+            f"{row['refresh_after_1pct_seconds']:>11.2f}s {ratio:>6.2f} {row['peak_rss_mib']:>7.0f}Mi"
+        )
+    if len(rows) >= 2:
+        growth = rows[-1]["full_build_seconds"] / rows[0]["full_build_seconds"]
+        scale = rows[-1]["events"] / rows[0]["events"]
+        print(f"cost grows x{growth:.1f} for x{scale:.0f} events")
+    for row in rows:
+        if "anchors" in row:
+            print(f"anchors on {row['events']:,} events: {row['anchors']}")
+            dfg = row["anchors"].get("clickhouse_window_dfg_seconds")
+            print(
+                f"  full map (every view) vs one DFG query: x{row['full_build_seconds'] / dfg:.1f}"
+                if dfg
+                else ""
+            )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "map.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "map",
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                },
+                "runs": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"wrote {RESULTS / 'map.json'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
