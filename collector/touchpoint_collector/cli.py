@@ -196,8 +196,32 @@ def cmd_map(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     from touchpoint_collector.demo import run_demo
+    from touchpoint_collector.logs import configure_logging
 
-    return run_demo(config)
+    configure_logging("warning", config.log_format)
+    return run_demo(
+        config,
+        persons=args.persons,
+        seed=args.seed,
+        serve_forever=not args.no_serve,
+        html=Path(args.html) if args.html else None,
+        json_out=Path(args.json) if args.json else None,
+        port=args.port,
+    )
+
+
+def cmd_simulate(args: argparse.Namespace, config: Config) -> int:
+    import touchpoint
+    from touchpoint_collector.simulator import progress_bar, send, simulate
+
+    people = list(simulate(args.persons, seed=args.seed, days=args.days))
+    client = touchpoint.Client(args.write_key, host=args.host, max_queue_size=500_000)
+    clients = dict.fromkeys(("shop", "saas", "bank"), client)
+    sent = send(people, clients, rate=args.rate, progress=progress_bar("simulating"))
+    pending = client.flush(timeout=120)
+    client.shutdown(timeout=30)
+    print(f"sent {sent:,} events for {len(people):,} persons; {pending} still pending")
+    return 0 if pending == 0 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,9 +238,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="create or upgrade the ClickHouse schema").set_defaults(
         func=cmd_migrate
     )
-    sub.add_parser("demo", help="run the pipeline on the embedded store").set_defaults(
-        func=cmd_demo
+    demo = sub.add_parser(
+        "demo", help="the whole pipeline on a fresh embedded store, with a live map"
     )
+    demo.add_argument("--persons", type=int, default=3000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--port", type=int, help="collector port (default 8088; 0 picks one)")
+    demo.add_argument("--html", default="journey-map.html", help="where to write the map page")
+    demo.add_argument("--json", help="also write the map as JSON here")
+    demo.add_argument("--no-serve", action="store_true", help="stop after building the map")
+    demo.set_defaults(func=cmd_demo)
+
+    simulate = sub.add_parser("simulate", help="send simulated journeys to a collector")
+    simulate.add_argument("--write-key", required=True)
+    simulate.add_argument("--host", default="http://127.0.0.1:8088")
+    simulate.add_argument("--persons", type=int, default=1000)
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--days", type=float, default=60.0)
+    simulate.add_argument(
+        "--rate", type=float, default=0.0, help="events per second (0: as fast as possible)"
+    )
+    simulate.set_defaults(func=cmd_simulate)
     serve = sub.add_parser("serve", help="run the collector")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8088; 0 picks one)")

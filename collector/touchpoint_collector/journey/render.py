@@ -60,14 +60,14 @@ def to_text(journey_map: JourneyMap) -> str:
     out.extend(table[:-1])  # without the row count
     if journey_map.pain_points:
         out += ["", "Pain points"]
-        for p in journey_map.pain_points:
+        for p in journey_map.pain_points[:8]:
             out.append(
                 f"  [{p.kind}] {p.stage}/{p.touchpoint}: {p.detail} ({p.persons:,} persons; e.g. {', '.join(p.examples[:3])})"
             )
     opportunities = [o for c in journey_map.grid for o in c.opportunities]
     if opportunities:
         out += ["", "Opportunities"]
-        out += [f"  - {o}" for o in opportunities]
+        out += [f"  - {o}" for o in opportunities[:6]]
     if journey_map.path_to_goal:
         out += [
             "",
