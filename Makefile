@@ -35,6 +35,15 @@ typecheck: $(STAMP)
 
 check: test
 
+# Benchmarks: each prints a table and writes bench/results/<name>.json; the anchors they
+# compare against (other SDKs, pandas, pm4py) come from the `bench` extra.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[collector,dev,bench]"
+	@if [ -f bench/sdk.py ]; then $(BIN)/python bench/sdk.py; fi
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/map.py
+	$(BIN)/python bench/summary.py
+
 schema: $(STAMP)
 	$(BIN)/python -m touchpoint_schemas.jsonschema
 

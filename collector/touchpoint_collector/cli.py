@@ -290,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     jmap.add_argument("--top-n", type=int, help="touchpoints kept per stage in the flow")
     jmap.add_argument("--format", choices=["text", "json", "mermaid", "dot"], default="text")
     jmap.add_argument("--output", "-o", help="write to a file instead of standard output")
+    jmap.add_argument("--html", metavar="FILE", help="write the map as a self-contained web page")
     jmap.add_argument(
         "--no-compare", action="store_true", help="skip the previous-period comparison"
     )

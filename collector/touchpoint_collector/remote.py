@@ -14,6 +14,28 @@ class QueryFailed(RuntimeError):
     pass
 
 
+def _fetch(request: urllib.request.Request, url: str, timeout: float) -> bytes:
+    """The response body; the collector's own error message when it refuses."""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body: bytes = response.read()
+            return body
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = str(exc)
+        raise QueryFailed(message) from None
+    except urllib.error.URLError as exc:
+        raise QueryFailed(f"cannot reach the collector at {url}: {exc.reason}") from None
+
+
+def _authorized(request: urllib.request.Request, read_key: str | None) -> urllib.request.Request:
+    if read_key:
+        request.add_header("Authorization", f"Bearer {read_key}")
+    return request
+
+
 def remote_query(
     url: str, sql: str, read_key: str | None, *, final: bool = True, timeout: float = 60.0
 ) -> tuple[list[str], list[list[Any]]]:
@@ -24,19 +46,7 @@ def remote_query(
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    if read_key:
-        request.add_header("Authorization", f"Bearer {read_key}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read())["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = str(exc)
-        raise QueryFailed(message) from None
-    except urllib.error.URLError as exc:
-        raise QueryFailed(f"cannot reach the collector at {url}: {exc.reason}") from None
+    body = json.loads(_fetch(_authorized(request, read_key), url, timeout))
     return body["columns"], body["rows"]
 
 
@@ -55,18 +65,6 @@ def remote_map(
         name = {"sources": "source", "channels": "channel", "properties": "property"}.get(key, key)
         for item in value if isinstance(value, list | tuple) else [value]:
             pairs.append((name, str(item)))
-    target = f"{url}/v1/map?{urllib.parse.urlencode(pairs)}"
-    request = urllib.request.Request(target, method="GET")
-    if read_key:
-        request.add_header("Authorization", f"Bearer {read_key}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return msgspec.json.decode(response.read(), type=JourneyMap)
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read())["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = str(exc)
-        raise QueryFailed(message) from None
-    except urllib.error.URLError as exc:
-        raise QueryFailed(f"cannot reach the collector at {url}: {exc.reason}") from None
+    request = urllib.request.Request(f"{url}/v1/map?{urllib.parse.urlencode(pairs)}", method="GET")
+    body = _fetch(_authorized(request, read_key), url, timeout)
+    return msgspec.json.decode(body, type=JourneyMap)

@@ -73,3 +73,13 @@ def test_bad_config_exits_2(
     monkeypatch.setenv("TOUCHPOINT_STORE__DNS", "x")
     assert cli.main(["version"]) == 2
     assert "unknown field `dns`" in capsys.readouterr().err
+
+
+def test_map_writes_an_html_page(
+    in_store: list[str], tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pathlib import Path
+
+    page = Path(str(tmp_path)) / "map.html"
+    assert cli.main([*in_store, "map", "--no-compare", "--html", str(page)]) == 0
+    assert page.read_text().lower().startswith("<!doctype html>")

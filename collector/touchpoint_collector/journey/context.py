@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from touchpoint_collector.journey.model import MapFilters, MapSettings
-from touchpoint_collector.journey.steps import STAGE_NAMES, STEP_COLUMNS, as_of_ms, steps_sql
+from touchpoint_collector.journey.steps import STAGE_NAMES, as_of_ms, steps_sql
 from touchpoint_collector.store import Store, quote_ident
 
 DAY_MS = 86_400_000
@@ -85,11 +85,9 @@ class BuildContext:
     def materialise(self) -> None:
         params: dict[str, Any] = {}
         select = steps_sql(self.filters, self.settings.gap_days, params)
-        self.command(
-            f"CREATE TABLE {self.steps} ({STEP_COLUMNS}) ENGINE = MergeTree "
-            f"ORDER BY (person, journey, step) AS {select}",
-            params,
-        )
+        # Same columns as journey_steps (schemas/clickhouse/0004): one definition of a step.
+        self.command(f"CREATE TABLE {self.steps} AS journey_steps")
+        self.command(f"INSERT INTO {self.steps} {select}", params)
         self.as_of_ms = as_of_ms(self.filters, self.now)
         self.end_after_ms = self._end_after_ms()
         self.command(

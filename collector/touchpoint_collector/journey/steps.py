@@ -16,22 +16,6 @@ from touchpoint_collector.journey.model import MapFilters
 STAGE_NAMES: Final = ("awareness", "consideration", "purchase", "retention", "advocacy")
 STAGE_ARRAY: Final = "['awareness', 'consideration', 'purchase', 'retention', 'advocacy']"
 
-STEP_COLUMNS: Final = """
-    person String,
-    journey UInt32,
-    step UInt32,
-    touchpoint LowCardinality(String),
-    stage LowCardinality(String),
-    stage_idx Int8,
-    channel LowCardinality(String),
-    ts DateTime64(3, 'UTC'),
-    ts_ms Int64,
-    last_ms Int64,
-    repeats UInt32,
-    stitched UInt8,
-    score Nullable(Float32)
-"""
-
 _ORDER: Final = "ev_ms, ingest_seq, message_id"
 
 LINKS_SQL: Final = """
