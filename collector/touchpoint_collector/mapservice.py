@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from touchpoint_collector.config import Config
-from touchpoint_collector.journey import refresh
+from touchpoint_collector.journey import refresh, tables
 from touchpoint_collector.journey.model import JourneyMap, MapFilters
 from touchpoint_collector.journey.params import parse
 from touchpoint_collector.journey.service import current_map
@@ -80,6 +80,8 @@ class MapService:
     async def rebuild_default(self) -> JourneyMap:
         now = datetime.now(UTC)
         built = await self.build(self.default_filters(now), self.settings, now)
+        async with self._lock:
+            await asyncio.to_thread(tables.write, self._store_for_maps(), built)
         self.latest = built
         log.info(
             "map rebuilt",

@@ -155,3 +155,23 @@ def test_journey_steps_refresh_inside_clickhouse(shop: CollectorProcess) -> None
     assert status and status[0][0] in ("Scheduled", "Running")
     snapshots = shop.wait_until("SELECT count() > 0 FROM map_snapshots", [[1]], timeout=30)
     assert snapshots == [[1]]
+
+
+def test_map_results_are_plain_tables_for_analysts(shop: CollectorProcess) -> None:
+    auth = {"Authorization": f"Bearer {shop.read_key()}"}
+    served = shop.request("GET", "/v1/map?fresh=1", headers=auth).json()
+    latest = "built_at = (SELECT max(built_at) FROM {table})"
+    edges = shop.query(
+        "SELECT source, target, persons FROM map_edges WHERE "
+        + latest.format(table="map_edges")
+        + " ORDER BY source, target"
+    )
+    assert sorted([e["source"], e["target"], e["persons"]] for e in served["edges"]) == edges
+    stages = shop.query(
+        "SELECT stage, persons FROM map_stages WHERE "
+        + latest.format(table="map_stages")
+        + " ORDER BY persons DESC, stage"
+    )
+    assert stages[0] == ["awareness", 12]
+    nodes = shop.query("SELECT count() FROM map_nodes WHERE " + latest.format(table="map_nodes"))
+    assert nodes == [[len(served["nodes"])]]
