@@ -1,39 +1,168 @@
 """The journey-map viewer: one self-contained HTML page, served at ``/map`` by the
 collector and written by ``touchpoint map --html FILE``.
 
-(Placeholder until the viewer lands: a minimal page, so the hooks and the CLI flag work.)
+The page is a template (``static/page.html``) with the stylesheet, the script and the map's
+JSON inlined, so it opens offline and never loads anything from elsewhere: its
+Content-Security-Policy allows only its own inline script and style (by hash) and, on a
+live page, requests to the collector that served it. A live page polls ``/v1/map`` with
+the filters the reader picked; an exported page is a snapshot and says so.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from functools import cache
+from importlib import resources
 from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
 
 from touchpoint_collector.journey.model import JourneyMap
+from touchpoint_collector.journey.params import MapParamError
+from touchpoint_collector.journey.render import to_dot, to_mermaid
+from touchpoint_collector.mapservice import LIST_KEYS, QUERY_KEYS
 
 if TYPE_CHECKING:
     from touchpoint_collector.app import CollectorApp
 
+POLL_SECONDS = 30
+"""How often a live page asks the collector for the map again."""
 
-def render_html(journey_map: JourneyMap, *, live: bool = False) -> str:
-    """The page for a map; `live` pages poll the collector's ``/v1/map`` for updates."""
-    data = html.escape(msgspec.json.encode(journey_map).decode())
-    return (
-        f"<!doctype html><meta charset=utf-8><title>Touchpoint journey map</title><pre>{data}</pre>"
+EXPORTS = {
+    "mermaid": (to_mermaid, "journey-map.mmd"),
+    "dot": (to_dot, "journey-map.dot"),
+}
+_PAGE_KEYS = frozenset((*QUERY_KEYS, *LIST_KEYS, "fresh"))
+_SLOT = re.compile(r"\{\{([A-Z_]+)\}\}")
+
+
+class _Boot(msgspec.Struct, kw_only=True):
+    """What the script needs besides the map itself."""
+
+    live: bool
+    poll_seconds: int
+    default_window_days: float | None
+    exports_for: datetime
+    """The ``built_at`` of the map the embedded Mermaid and DOT texts were made from."""
+    mermaid: str
+    dot: str
+
+
+@cache
+def _asset(name: str) -> str:
+    text = resources.files(__name__).joinpath("static", name).read_text("utf-8")
+    # Inlined verbatim, so nothing in them may end their element early.
+    for closer in ("</script", "</style", "<!--"):
+        if name != "page.html" and closer in text.lower():
+            raise ValueError(f"viewer asset {name} contains {closer!r}")
+    return text
+
+
+def script_json(value: object) -> str:
+    """JSON that is safe as the text of a ``<script type="application/json">`` element.
+
+    ``<``, ``>`` and ``&`` can only occur inside JSON strings, where their ``\\u`` escapes
+    mean the same, so no value (a persona named ``</script>``, say) can close the element.
+    """
+    text = msgspec.json.encode(value).decode()
+    for char in ("<", ">", "&", "\u2028", "\u2029"):
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def content_security_policy(*, live: bool) -> str:
+    """Only the page's own inline script and style run; a live page may call back home."""
+    connect = "'self'" if live else "'none'"
+    return "; ".join(
+        (
+            "default-src 'none'",
+            f"script-src {_sha256(_asset('viewer.js'))}",
+            f"style-src {_sha256(_asset('viewer.css'))}",
+            "img-src data: blob:",
+            f"connect-src {connect}",
+            "base-uri 'none'",
+            "form-action 'none'",
+        )
     )
 
 
-def register(app: web.Application, collector: CollectorApp) -> None:
-    """Add the viewer's routes to the collector's application."""
+def render_html(
+    journey_map: JourneyMap, *, live: bool = False, default_window_days: float | None = None
+) -> str:
+    """The page for a map; `live` pages poll the collector's ``/v1/map`` for updates.
 
-    async def page(request: web.Request) -> web.Response:
+    `default_window_days` is the window of the collector's kept-current map, so a live
+    page can offer it as the time filter's default.
+    """
+    boot = _Boot(
+        live=live,
+        poll_seconds=POLL_SECONDS,
+        default_window_days=default_window_days,
+        exports_for=journey_map.built_at,
+        mermaid=to_mermaid(journey_map),
+        dot=to_dot(journey_map),
+    )
+    built = f"{journey_map.built_at:%Y-%m-%d %H:%M} UTC"
+    slots = {
+        "TITLE": html.escape(f"Journey map · {built} · Touchpoint"),
+        "CSP": html.escape(content_security_policy(live=live)),
+        "MODE": "live" if live else "snapshot",
+        "CSS": _asset("viewer.css"),
+        "MAP": script_json(journey_map),
+        "BOOT": script_json(boot),
+        "JS": _asset("viewer.js"),
+    }
+    return _SLOT.sub(lambda match: slots[match[1]], _asset("page.html"))
+
+
+def _map_query(request: web.Request) -> dict[str, list[str]]:
+    return {key: request.query.getall(key) for key in request.query if key in _PAGE_KEYS}
+
+
+def register(app: web.Application, collector: CollectorApp) -> None:
+    """Add the viewer's routes to the collector's application: the page at ``/map`` (with
+    the same filters as ``/v1/map``) and its Mermaid and DOT exports."""
+
+    async def journey_map_for(request: web.Request) -> JourneyMap:
         collector.authorize_read(request)
         if collector.maps is None:
-            raise web.HTTPServiceUnavailable()
-        journey_map = await collector.maps.for_request({})
-        return web.Response(text=render_html(journey_map, live=True), content_type="text/html")
+            raise web.HTTPServiceUnavailable(text="the map service is not running")
+        query: Mapping[str, Sequence[str]] = _map_query(request)
+        try:
+            return await collector.maps.for_request(query)
+        except MapParamError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+
+    async def page(request: web.Request) -> web.Response:
+        journey_map = await journey_map_for(request)
+        text = render_html(
+            journey_map, live=True, default_window_days=collector.config.map.default_window_days
+        )
+        return web.Response(
+            text=text, content_type="text/html", headers={"Cache-Control": "no-store"}
+        )
+
+    async def export(request: web.Request) -> web.Response:
+        renderer, filename = EXPORTS[request.match_info["format"]]
+        journey_map = await journey_map_for(request)
+        return web.Response(
+            text=renderer(journey_map),
+            content_type="text/plain",
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Disposition": f'attachment; filename="{filename}"',
+            },
+        )
 
     app.router.add_get("/map", page)
+    app.router.add_get("/map/export/{format:mermaid|dot}", export)
