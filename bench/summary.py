@@ -17,7 +17,9 @@ def main() -> int:
     for path in found:
         report = json.loads(path.read_text())
         machine = report.get("machine", {})
-        print(f"== {report.get('benchmark', path.stem)}  ({machine.get('cpus', '?')} cpus, {machine.get('platform', '?')})")
+        print(
+            f"== {report.get('benchmark', path.stem)}  ({machine.get('cpus', '?')} cpus, {machine.get('platform', '?')})"
+        )
         for run in report.get("runs", []):
             fields = ", ".join(f"{k}={v}" for k, v in run.items() if not isinstance(v, dict | list))
             print(f"   {fields}")
