@@ -46,6 +46,9 @@ log = structlog.get_logger("touchpoint.collector")
 
 SINGLE_EVENT_ENDPOINTS: Final = ("track", "identify", "alias", "page", "screen", "group")
 RETRY_AFTER_FULL: Final = 5
+READ_KEY_COOKIE: Final = "tp_read_key"
+SOURCE: Final = web.RequestKey("source", str)
+"""The authenticated source of a request, for metrics and logs."""
 _json = msgspec.json.Encoder(enc_hook=str)  # IPs, Decimals... from query results
 
 
@@ -155,7 +158,7 @@ class CollectorApp:
             response = json_response(
                 {"success": False, "error": {"code": "internal", "message": "internal error"}}, 500
             )
-        source = request.get("source", source)
+        source = request.get(SOURCE, source)
         self._cors_headers(request, response)
         self.metrics.inc(
             "touchpoint_requests_total",
@@ -355,13 +358,21 @@ class CollectorApp:
                 "invalid_key",
                 f"unknown, revoked or wrong kind of key (a {kind.value} key is needed)",
             )
-        request["source"] = record.source
+        request[SOURCE] = record.source
         self._check_origin(request, record.source)
         return Caller(record.source, record.id)
 
     def authorize_read(self, request: web.Request) -> None:
+        """A read key as Bearer token, or in the viewer's cookie (browsers cannot set
+        headers when they open a page); or nothing on loopback when so configured."""
         if self.config.server.open_read_on_loopback and _is_loopback(request.remote):
             return
+        cookie = request.cookies.get(READ_KEY_COOKIE)
+        if cookie and "Authorization" not in request.headers:
+            record = self.keys.authenticate(cookie, KeyKind.READ)
+            if record is not None:
+                request[SOURCE] = record.source
+                return
         self.authenticate(request, None, KeyKind.READ)
 
     def arrival(self, request: web.Request, caller: Caller) -> Arrival:
@@ -397,7 +408,7 @@ class CollectorApp:
         origin = request.headers.get("Origin")
         if not origin:
             return
-        if self._origin_allowed(request.get("source"), origin):
+        if self._origin_allowed(request.get(SOURCE), origin):
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
 

@@ -9,6 +9,7 @@ import json
 import re
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -395,3 +396,49 @@ async def test_map_exports_and_errors() -> None:
         assert (await client.get("/map", headers=AUTH)).status == 503
     finally:
         await client.close()
+
+
+def _collector_with_map(keys: Any) -> Any:
+    """The real CollectorApp (real auth and routes) with a map service that needs no store."""
+    from unittest.mock import MagicMock
+
+    from touchpoint_collector.app import CollectorApp
+    from touchpoint_collector.config import load_config
+    from touchpoint_collector.metrics import Metrics
+
+    collector = CollectorApp(
+        load_config(env={}), MagicMock(), MagicMock(), MagicMock(), keys, Metrics(), "x"
+    )
+    collector.maps = FakeMaps(small_map())  # type: ignore[assignment]
+    return collector
+
+
+async def test_a_read_key_opens_the_map_through_a_cookie(tmp_path: Path) -> None:
+    """Browsers cannot send a Bearer header when they open a page: /map offers a form, trades
+    the key for an HttpOnly cookie, and drops the key from the address."""
+    from touchpoint_collector.keys import KeyKind, KeyStore
+
+    keys = KeyStore(tmp_path)
+    read_key, _ = keys.create("analysts", KeyKind.READ)
+    write_key, _ = keys.create("shop", KeyKind.WRITE)
+    collector = _collector_with_map(keys)
+    async with TestClient(TestServer(collector.build())) as client:
+        form = await client.get("/map")
+        assert form.status == 401
+        assert 'name="key"' in await form.text()
+        wrong = await client.get("/map", params={"key": write_key}, allow_redirects=False)
+        assert wrong.status == 401
+        signed = await client.get(
+            "/map", params={"key": read_key, "persona": "saver"}, allow_redirects=False
+        )
+        assert signed.status == 303
+        assert "key=" not in signed.headers["Location"]
+        assert "persona=saver" in signed.headers["Location"]
+        cookie = signed.cookies["tp_read_key"]
+        assert cookie["httponly"]
+        assert cookie["samesite"] == "Strict"
+        page = await client.get("/map", cookies={"tp_read_key": read_key})
+        assert page.status == 200
+        assert "<!doctype html>" in (await page.text()).lower()
+        data = await client.get("/v1/map", cookies={"tp_read_key": read_key})
+        assert data.status == 200

@@ -129,6 +129,49 @@ def _map_query(request: web.Request) -> dict[str, list[str]]:
     return {key: request.query.getall(key) for key in request.query if key in _PAGE_KEYS}
 
 
+_KEY_FORM = """<!doctype html><html lang="en"><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Touchpoint journey map: read key</title>
+<body style="font-family: system-ui, sans-serif; max-width: 32rem; margin: 4rem auto; padding: 0 1rem">
+<h1>Touchpoint journey map</h1>
+<p>This collector needs a read key to show the map ({message}).</p>
+<form method="get" action="/map">
+<label for="key">Read key</label><br>
+<input id="key" name="key" type="password" autocomplete="off" required
+       style="width: 100%; padding: .5rem; margin: .5rem 0" placeholder="tpr_...">
+<button type="submit">Open the map</button>
+</form>
+<p><small>Create one with <code>touchpoint keys create --read --source NAME</code>. The key is
+kept in a cookie for this site only and never shown in the address bar.</small></p>
+</body></html>"""
+
+
+def _sign_in(request: web.Request, collector: CollectorApp, key: str) -> web.Response:
+    """Trade a read key from the form for a cookie, and reload without it in the URL."""
+    from touchpoint_collector.app import READ_KEY_COOKIE  # app imports this module
+    from touchpoint_collector.keys import KeyKind
+
+    if collector.keys.authenticate(key, KeyKind.READ) is None:
+        return web.Response(
+            text=_KEY_FORM.format(message="that key is unknown, revoked, or not a read key"),
+            status=401,
+            content_type="text/html",
+            headers={"Cache-Control": "no-store"},
+        )
+    rest = [(k, v) for k, v in request.query.items() if k != "key"]
+    target = request.rel_url.with_query(rest) if rest else request.rel_url.with_query(None)
+    response = web.Response(status=303, headers={"Location": str(target)})
+    response.set_cookie(
+        READ_KEY_COOKIE,
+        key,
+        httponly=True,
+        samesite="Strict",
+        path="/",
+        secure=request.secure,
+    )
+    return response
+
+
 def register(app: web.Application, collector: CollectorApp) -> None:
     """Add the viewer's routes to the collector's application: the page at ``/map`` (with
     the same filters as ``/v1/map``) and its Mermaid and DOT exports."""
@@ -144,7 +187,22 @@ def register(app: web.Application, collector: CollectorApp) -> None:
             raise web.HTTPBadRequest(text=str(exc)) from None
 
     async def page(request: web.Request) -> web.Response:
-        journey_map = await journey_map_for(request)
+        from touchpoint_collector.app import HttpError  # app imports this module
+
+        key = request.query.get("key")
+        if key is not None:
+            return _sign_in(request, collector, key)
+        try:
+            journey_map = await journey_map_for(request)
+        except HttpError as exc:
+            if exc.status != 401:
+                raise
+            return web.Response(
+                text=_KEY_FORM.format(message=html.escape(exc.message)),
+                status=401,
+                content_type="text/html",
+                headers={"Cache-Control": "no-store"},
+            )
         text = render_html(
             journey_map, live=True, default_window_days=collector.config.map.default_window_days
         )
