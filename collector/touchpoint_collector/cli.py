@@ -32,8 +32,13 @@ def cmd_version(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
+    from touchpoint_collector.cluster import migrate_cluster, render_script
+
+    if args.dry_run:
+        sys.stdout.write(render_script(args.cluster, config.store.database))
+        return 0
     with _open_store(config, "touchpoint migrate") as store:
-        applied = migrate(store)
+        applied = migrate_cluster(store, args.cluster) if args.cluster else migrate(store)
         print(f"store: {store.target.describe()}")
         if applied:
             for migration in applied:
@@ -235,9 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
-    sub.add_parser("migrate", help="create or upgrade the ClickHouse schema").set_defaults(
-        func=cmd_migrate
-    )
+    migrate_cmd = sub.add_parser("migrate", help="create or upgrade the ClickHouse schema")
+    migrate_cmd.add_argument("--cluster", metavar="NAME", help="ON CLUSTER NAME: sharded schema")
+    migrate_cmd.add_argument("--dry-run", action="store_true", help="print the DDL, apply nothing")
+    migrate_cmd.set_defaults(func=cmd_migrate)
     demo = sub.add_parser(
         "demo", help="the whole pipeline on a fresh embedded store, with a live map"
     )
