@@ -29,6 +29,7 @@ from typing import Final
 
 HEADER: Final = struct.Struct("<II")
 SUFFIX: Final = ".wal"
+HIGH_WATER_FILE: Final = "last-segment"
 
 
 class FsyncPolicy(enum.StrEnum):
@@ -104,7 +105,16 @@ class WriteAheadLog:
         self._oldest_sealed_at: dict[int, float] = {
             n: (directory / f"{n:016d}{SUFFIX}").stat().st_mtime for n in existing
         }
-        self._active_number = (existing[-1] + 1) if existing else 1
+        # Segment numbers name the loader's dedup tokens, so one must never come back: a
+        # reused number would make ClickHouse drop the new segment as a duplicate of an old
+        # one it still remembers. Numbers start above the last one ever used (kept in a
+        # high-water-mark file, because a clean drain leaves no segment behind) and above
+        # the wall clock in milliseconds (in case that file was lost with the directory).
+        self._active_number = max(
+            (existing[-1] + 1) if existing else 1,
+            self._read_high_water() + 1,
+            int(time.time() * 1000),
+        )
         self._active_fd: int | None = None
         self._active_bytes = 0
         self._active_opened_at = 0.0
@@ -183,9 +193,22 @@ class WriteAheadLog:
             return None if not self._closed else 0
         return max(0.0, self._active_opened_at + self.segment_max_age - time.time())
 
+    def _read_high_water(self) -> int:
+        try:
+            return int((self.directory / HIGH_WATER_FILE).read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def _write_high_water(self, number: int) -> None:
+        path = self.directory / HIGH_WATER_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(str(number))
+        os.replace(tmp, path)
+
     def _write(self, data: bytes) -> None:
         """Runs in a worker thread: the only place that touches the active segment's fd."""
         if self._active_fd is None:
+            self._write_high_water(self._active_number)
             path = self.directory / f"{self._active_number:016d}{SUFFIX}"
             self._active_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._active_opened_at = time.time()

@@ -174,3 +174,24 @@ def test_log_left_by_a_failed_drain_is_loaded_on_next_start(tmp_path: Path) -> N
         assert again.query("SELECT count() FROM events") == [[BATCH]]
     finally:
         again.stop()
+
+
+def test_restart_after_a_clean_drain_never_reuses_a_dedup_token(tmp_path: Path) -> None:
+    """A clean drain leaves no segment behind; the next start must not number its segments
+    from 1 again, or ClickHouse would drop them as duplicates of the first run's inserts."""
+    data = tmp_path / "data"
+    first = CollectorProcess(data).start()
+    key = first.dev_key
+    assert first.post("/v1/batch", batch(0, tag="r1")).status == 200
+    first.wait_drained()
+    assert first.stop() == 0
+    second = CollectorProcess(data).start()
+    second.dev_key = key
+    try:
+        assert second.post("/v1/batch", batch(0, tag="r2")).status == 200
+        second.wait_drained()
+        assert second.query("SELECT count(), uniqExact(message_id) FROM events") == [
+            [2 * BATCH, 2 * BATCH]
+        ]
+    finally:
+        second.stop()
