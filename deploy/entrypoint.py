@@ -6,14 +6,9 @@
 ``touchpoint-entrypoint pre-stop``    Kubernetes preStop hook: wait for the log to drain
 ``touchpoint-entrypoint CMD ARGS``    any other ``touchpoint`` command (``keys list``, ``migrate``)
 
-Why serve goes through here: the loader's dedup token is ``<collector id>:<segment>:<table>``
-and the write-ahead log numbers segments from 1 again whenever it starts on an empty
-directory (after every clean drain). With a stable id (the pod name) a restarted collector
-would reuse tokens that ClickHouse still remembers and silently drop those inserts
-(docs/operations.md, "Dedup tokens across collectors and restarts"). So the id gets a
-*log generation* suffix: ``<id>.g<n>``, a new ``n`` whenever the log is empty at start,
-and the same ``n`` while segments from the previous run wait to be replayed (their tokens
-must not change). ``n`` is kept in ``<data_dir>/collector-generation``.
+The collector id comes from the environment (the pod name, through the downward API).
+Restarts under the same id are safe: the write-ahead log never reuses a segment number, so
+the loader's dedup tokens never repeat.
 """
 
 from __future__ import annotations
@@ -24,48 +19,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
-
-GENERATION_FILE = "collector-generation"
-MAX_ID = 64  # touchpoint_collector.server.collector_id_for cuts ids at 64 characters
-
-
-def log_generation(data_dir: Path, now: float) -> int:
-    """The generation to serve under; 0 when leftover segments predate generations."""
-    path = data_dir / GENERATION_FILE
-    try:
-        previous = int(path.read_text().strip())
-    except (OSError, ValueError):
-        previous = 0
-    wal = data_dir / "wal"
-    if wal.is_dir() and any(wal.glob("*.wal")):
-        return previous  # replay under the tokens they were written with
-    generation = max(int(now), previous + 1)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(f"{generation}\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return generation
-
-
-def generation_id(base: str, generation: int) -> str:
-    if not generation:
-        return base[:MAX_ID]
-    suffix = f".g{generation}"
-    return base[: MAX_ID - len(suffix)] + suffix
 
 
 def serve(args: list[str]) -> None:
-    from touchpoint_collector.config import load_config
-    from touchpoint_collector.server import collector_id_for
-
-    config = load_config()
-    base = collector_id_for(config)  # the configured id (pod name) or the host name, cleaned
-    generation = log_generation(config.data_path, time.time())
-    os.environ["TOUCHPOINT_COLLECTOR_ID"] = generation_id(base, generation)
     os.execvp("touchpoint", ["touchpoint", "serve", *args])
 
 

@@ -353,26 +353,3 @@ def test_documented_environment_variables_are_read(tmp_path: Path) -> None:
 
 
 # -- the image's entrypoint ----------------------------------------------------------
-
-
-def test_log_generation_changes_only_when_the_log_is_empty(tmp_path: Path) -> None:
-    entrypoint = entrypoint_module()
-    first = entrypoint.log_generation(tmp_path, now=1000.0)
-    assert first == 1000
-    assert entrypoint.log_generation(tmp_path, now=1000.0) == 1001  # same second: still new
-    (tmp_path / "wal").mkdir()
-    (tmp_path / "wal" / f"{7:016d}.wal").write_bytes(b"x")
-    assert entrypoint.log_generation(tmp_path, now=5000.0) == 1001  # replay: same tokens
-    (tmp_path / "wal" / f"{7:016d}.wal").unlink()
-    assert entrypoint.log_generation(tmp_path, now=5000.0) == 5000
-    assert (tmp_path / "collector-generation").read_text().strip() == "5000"
-
-
-def test_generation_ids_fit_the_collector_id_limit() -> None:
-    entrypoint = entrypoint_module()
-    assert entrypoint.generation_id("touchpoint-collector-0", 1795484806) == (
-        "touchpoint-collector-0.g1795484806"
-    )
-    long = entrypoint.generation_id("p" * 80, 1795484806)
-    assert len(long) == 64 and long.endswith(".g1795484806")
-    assert entrypoint.generation_id("pod-0", 0) == "pod-0"
