@@ -89,9 +89,9 @@ GROUP BY src, dst
 class Buckets:
     """Which node each touchpoint is drawn as, and each node's stage."""
 
-    def __init__(self, ctx: BuildContext) -> None:
+    def __init__(self, ctx: BuildContext, cross_cutting: set[str]) -> None:
         stats = ctx.rows(TOUCHPOINT_STATS_SQL.format(steps=ctx.steps))
-        keep = set(ctx.settings.cross_cutting) | {ctx.settings.goal}
+        keep = cross_cutting | {ctx.settings.goal}
         self.node_of: dict[str, str] = {}
         self.stage_of: dict[str, int] = {}
         self.touchpoint_stage: dict[str, str] = {}
@@ -132,10 +132,10 @@ def cross_cutting(ctx: BuildContext) -> set[str]:
 
 
 def compute(ctx: BuildContext, persons_total: int) -> tuple[list[Node], list[Edge], Buckets]:
-    buckets = Buckets(ctx)
+    flagged = cross_cutting(ctx)
+    buckets = Buckets(ctx, flagged)
     walk = WALK_SQL.format(steps=ctx.steps, journeys=ctx.journeys)
     params = buckets.params()
-    flagged = cross_cutting(ctx)
     nodes = []
     for node, persons, steps, events, repeaters in ctx.rows(NODES_SQL.format(walk=walk), **params):
         if node in TERMINAL_KIND:

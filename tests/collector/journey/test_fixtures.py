@@ -12,8 +12,6 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
-
 from tests.collector.journey.generators import T0, LogEvent, clear, read_rows, write_log
 from tests.collector.journey.reference import differences, plain, reference_map
 from touchpoint_collector.journey import JourneyMap, MapFilters, MapSettings, build_map
@@ -385,12 +383,6 @@ def test_drivers_odds_ratio_and_path_to_goal(store: Store) -> None:
     assert by_stage.path_to_goal == built.path_to_goal
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQL bug: a touchpoint cross-cutting by adjacency is merged into other:<stage> "
-    "(spec: cross-cutting touchpoints always keep their own node) and its driver loses the "
-    "cross_cutting flag",
-)
 def test_derived_cross_cutting_touchpoint_keeps_its_node(store: Store) -> None:
     """p1, p2: ad_click. p3: product_viewed, site_visit, pricing_viewed, site_visit,
     trial_started, site_visit, cart_added (one hour apart). top_n = 1, nothing flagged.

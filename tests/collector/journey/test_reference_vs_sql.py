@@ -15,7 +15,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 
 from tests.collector.journey.generators import (
     T0,
@@ -30,8 +30,6 @@ from tests.collector.journey.reference import (
     IN_PROGRESS,
     START,
     Journeys,
-    buckets,
-    cross_cutting_touchpoints,
     differences,
     journeys_of,
     node_stages,
@@ -41,12 +39,6 @@ from tests.collector.journey.reference import (
 from tests.conftest import scale
 from touchpoint_collector.journey import JourneyMap, MapFilters, build_map
 from touchpoint_collector.store import Store
-
-KNOWN_BUG_DERIVED_CROSS_CUTTING = True
-"""Known SQL bug (see test_fixtures.test_derived_cross_cutting_touchpoint_keeps_its_node):
-a touchpoint that is cross-cutting by adjacency (not by flag) is still merged into its
-stage's ``other`` node, and then loses its driver ``cross_cutting`` flag. While it is open,
-the property tests skip the examples it affects; the fixture test pins it (strict xfail)."""
 
 
 def examples(count: int) -> settings:
@@ -68,22 +60,12 @@ def check(store: Store, scenario: Scenario) -> None:
     events, identities = read_rows(store)
     args = (events, identities, scenario.filters, scenario.settings, scenario.as_of)
     journeys = journeys_of(*args)
-    if KNOWN_BUG_DERIVED_CROSS_CUTTING:
-        assume(not hits_derived_cross_cutting_bug(journeys, scenario))
     expected = reference_map(*args)
     actual = build_map(store, scenario.filters, scenario.settings, as_of=scenario.as_of)
     found = differences(expected, plain(actual))
     assert not found, "SQL != reference:\n" + "\n".join(found) + "\n" + scenario.describe()
     assert_flow_conserved(actual)
     assert_edges_are_two_step_funnels(actual, journeys)
-
-
-def hits_derived_cross_cutting_bug(journeys: Journeys, scenario: Scenario) -> bool:
-    """Whether keeping derived cross-cutting touchpoints out of ``other`` changes buckets."""
-    steps = journeys.steps
-    flagged = set(scenario.settings.cross_cutting)
-    derived = cross_cutting_touchpoints(journeys.journeys, scenario.settings)
-    return buckets(steps, scenario.settings, derived) != buckets(steps, scenario.settings, flagged)
 
 
 def assert_flow_conserved(built: JourneyMap) -> None:
