@@ -133,6 +133,30 @@ def compute(
     fmt = {"steps": ctx.steps, "journeys": ctx.journeys, "is_goal": ctx.is_goal}
     support = ctx.settings.min_support
 
+    def add(
+        kind: str,
+        touchpoint: str,
+        persons: int,
+        rate: float,
+        baseline: float,
+        detail: str,
+        examples_sql: str,
+        **params: Any,
+    ) -> None:
+        """Report a pain point, with the affected persons to look at as evidence."""
+        found.append(
+            PainPoint(
+                kind=kind,
+                touchpoint=touchpoint,
+                stage=stage_of.get(touchpoint, ""),
+                persons=int(persons),
+                rate=rate,
+                baseline=baseline,
+                examples=_examples(ctx, examples_sql, **params),
+                detail=detail,
+            )
+        )
+
     # drop-off, against the drop-off of the touchpoint's stage
     rows = ctx.rows(DROPOFF_SQL.format(**fmt))
     by_stage: dict[str, list[int]] = {}
@@ -145,18 +169,16 @@ def compute(
         baseline = affected_sum / population_sum if population_sum else 0.0
         rate = affected / population
         if population >= support and rate >= 0.2 and rate >= 1.5 * baseline:
-            found.append(
-                PainPoint(
-                    kind="dropoff",
-                    touchpoint=tp,
-                    stage=stage_of.get(tp, ""),
-                    persons=int(affected),
-                    rate=rate,
-                    baseline=baseline,
-                    examples=_examples(ctx, DROPOFF_EXAMPLES.format(**fmt), tp=tp),
-                    detail=f"{rate:.0%} of persons with {tp} stop there, without reaching the goal "
-                    f"({baseline:.0%} across their stage)",
-                )
+            add(
+                "dropoff",
+                tp,
+                affected,
+                rate,
+                baseline,
+                f"{rate:.0%} of persons with {tp} stop there, without reaching the goal "
+                f"({baseline:.0%} across their stage)",
+                DROPOFF_EXAMPLES.format(**fmt),
+                tp=tp,
             )
 
     # slow steps, against the typical step of the same stage (a delivery taking days is
@@ -172,18 +194,17 @@ def compute(
         values = medians_by_stage[stage_of.get(a, "")]
         baseline_ms = values[min(len(values) - 1, len(values) // 2)]
         if median_ms >= 3 * baseline_ms and median_ms >= 3_600_000:
-            found.append(
-                PainPoint(
-                    kind="slow_step",
-                    touchpoint=a,
-                    stage=stage_of.get(a, ""),
-                    persons=int(persons),
-                    rate=median_ms / 1000,
-                    baseline=baseline_ms / 1000,
-                    examples=_examples(ctx, SLOW_EXAMPLES.format(pairs=pairs), tp=a, tp2=b),
-                    detail=f"{a} -> {b} takes {_duration(median_ms / 1000)} (median), "
-                    f"against {_duration(baseline_ms / 1000)} for a typical step of the stage",
-                )
+            add(
+                "slow_step",
+                a,
+                persons,
+                median_ms / 1000,
+                baseline_ms / 1000,
+                f"{a} -> {b} takes {_duration(median_ms / 1000)} (median), "
+                f"against {_duration(baseline_ms / 1000)} for a typical step of the stage",
+                SLOW_EXAMPLES.format(pairs=pairs),
+                tp=a,
+                tp2=b,
             )
 
     # loops and rework
@@ -197,17 +218,15 @@ def compute(
     for tp, population, affected in loops:
         rate = affected / population
         if population >= support and affected and rate >= 0.2:
-            found.append(
-                PainPoint(
-                    kind="loop",
-                    touchpoint=tp,
-                    stage=stage_of.get(tp, ""),
-                    persons=int(affected),
-                    rate=rate,
-                    baseline=loop_baseline,
-                    examples=_examples(ctx, LOOP_EXAMPLES.format(**fmt), tp=tp),
-                    detail=f"{rate:.0%} of persons come back to {tp} after moving on",
-                )
+            add(
+                "loop",
+                tp,
+                affected,
+                rate,
+                loop_baseline,
+                f"{rate:.0%} of persons come back to {tp} after moving on",
+                LOOP_EXAMPLES.format(**fmt),
+                tp=tp,
             )
 
     # issues soon after the goal
@@ -223,20 +242,17 @@ def compute(
         ):
             rate = affected / converted_total
             if rate >= 0.1:
-                found.append(
-                    PainPoint(
-                        kind="post_goal_issue",
-                        touchpoint=tp,
-                        stage=stage_of.get(tp, ""),
-                        persons=int(affected),
-                        rate=rate,
-                        baseline=baseline,
-                        examples=_examples(
-                            ctx, POST_GOAL_EXAMPLES.format(**fmt), tp=tp, window_ms=window_ms
-                        ),
-                        detail=f"{rate:.0%} of converted persons have {tp} within "
-                        f"{ctx.settings.post_goal_days:g} days of the goal",
-                    )
+                add(
+                    "post_goal_issue",
+                    tp,
+                    affected,
+                    rate,
+                    baseline,
+                    f"{rate:.0%} of converted persons have {tp} within "
+                    f"{ctx.settings.post_goal_days:g} days of the goal",
+                    POST_GOAL_EXAMPLES.format(**fmt),
+                    tp=tp,
+                    window_ms=window_ms,
                 )
 
     # low feedback scores, attributed to what they are about
@@ -247,20 +263,17 @@ def compute(
     for tp, population, affected in ctx.rows(LOW_SCORE_SQL.format(scored=scored), low=low):
         rate = affected / population
         if population >= support and rate >= 0.25:
-            found.append(
-                PainPoint(
-                    kind="low_score",
-                    touchpoint=tp,
-                    stage=stage_of.get(tp, ""),
-                    persons=int(affected),
-                    rate=rate,
-                    baseline=baseline,
-                    examples=_examples(
-                        ctx, LOW_SCORE_EXAMPLES.format(scored=scored), tp=tp, low=low
-                    ),
-                    detail=f"{rate:.0%} of feedback after {tp} scores {low:g} or less "
-                    f"({baseline:.0%} overall)",
-                )
+            add(
+                "low_score",
+                tp,
+                affected,
+                rate,
+                baseline,
+                f"{rate:.0%} of feedback after {tp} scores {low:g} or less "
+                f"({baseline:.0%} overall)",
+                LOW_SCORE_EXAMPLES.format(scored=scored),
+                tp=tp,
+                low=low,
             )
 
     found.sort(key=lambda p: (KIND_ORDER.index(p.kind), -p.rate, p.touchpoint))
