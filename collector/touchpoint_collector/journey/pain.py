@@ -26,10 +26,11 @@ WHERE touchpoint != {{goal_tp:String}}
 GROUP BY touchpoint
 """
 DROPOFF_EXAMPLES = """
-SELECT DISTINCT s.person FROM {steps} AS s
-INNER JOIN {journeys} AS j ON s.person = j.person AND s.journey = j.journey
-WHERE s.touchpoint = {{tp:String}} AND j.ended = 1 AND j.first_goal_step = 0 AND s.step = j.steps
-ORDER BY s.person LIMIT 5
+SELECT touchpoint, groupArraySorted(5)(person) FROM (
+    SELECT DISTINCT s.touchpoint AS touchpoint, s.person AS person FROM {steps} AS s
+    INNER JOIN {journeys} AS j ON s.person = j.person AND s.journey = j.journey
+    WHERE j.ended = 1 AND j.first_goal_step = 0 AND s.step = j.steps
+) GROUP BY touchpoint
 """
 
 PAIRS_SQL = """
@@ -47,9 +48,9 @@ GROUP BY a, b
 HAVING persons >= {{min_support:UInt32}}
 """
 SLOW_EXAMPLES = """
-SELECT DISTINCT person FROM ({pairs})
-WHERE next_step > 0 AND a = {{tp:String}} AND b = {{tp2:String}}
-ORDER BY person LIMIT 5
+SELECT (a, b), groupArraySorted(5)(person) FROM (
+    SELECT DISTINCT a, b, person FROM ({pairs}) WHERE next_step > 0
+) GROUP BY a, b
 """
 
 LOOP_SQL = """
@@ -62,10 +63,12 @@ FROM (
 GROUP BY touchpoint
 """
 LOOP_EXAMPLES = """
-SELECT DISTINCT person FROM (
-    SELECT person, journey, count() AS n FROM {steps}
-    WHERE touchpoint = {{tp:String}} GROUP BY person, journey
-) WHERE n >= 2 ORDER BY person LIMIT 5
+SELECT touchpoint, groupArraySorted(5)(person) FROM (
+    SELECT DISTINCT touchpoint, person FROM (
+        SELECT touchpoint, person, journey, count() AS n FROM {steps}
+        GROUP BY touchpoint, person, journey
+    ) WHERE n >= 2
+) GROUP BY touchpoint
 """
 
 POST_GOAL_SQL = """
@@ -79,12 +82,13 @@ WHERE issue.touchpoint IN {{issues:Array(String)}}
 GROUP BY touchpoint
 """
 POST_GOAL_EXAMPLES = """
-SELECT DISTINCT issue.person FROM {steps} AS issue
-INNER JOIN (SELECT person, journey, step, ts_ms FROM {steps} WHERE {is_goal}) AS goal
-    ON issue.person = goal.person AND issue.journey = goal.journey
-WHERE issue.touchpoint = {{tp:String}} AND issue.step > goal.step
-  AND issue.ts_ms - goal.ts_ms <= {{window_ms:Int64}}
-ORDER BY issue.person LIMIT 5
+SELECT touchpoint, groupArraySorted(5)(person) FROM (
+    SELECT DISTINCT issue.touchpoint AS touchpoint, issue.person AS person FROM {steps} AS issue
+    INNER JOIN (SELECT person, journey, step, ts_ms FROM {steps} WHERE {is_goal}) AS goal
+        ON issue.person = goal.person AND issue.journey = goal.journey
+    WHERE issue.touchpoint IN {{issues:Array(String)}} AND issue.step > goal.step
+      AND issue.ts_ms - goal.ts_ms <= {{window_ms:Int64}}
+) GROUP BY touchpoint
 """
 POST_GOAL_ANY_SQL = """
 SELECT uniqExact(issue.person) FROM {steps} AS issue
@@ -114,13 +118,27 @@ LOW_SCORE_BASE_SQL = """
 SELECT uniqExact(person), uniqExactIf(person, score <= {{low:Float32}}) FROM ({scored})
 """
 LOW_SCORE_EXAMPLES = """
-SELECT DISTINCT person FROM ({scored})
-WHERE about = {{tp:String}} AND score <= {{low:Float32}} ORDER BY person LIMIT 5
+SELECT about, groupArraySorted(5)(person) FROM (
+    SELECT DISTINCT about, person FROM ({scored}) WHERE score <= {{low:Float32}}
+) GROUP BY about
 """
 
 
-def _examples(ctx: BuildContext, sql: str, **params: Any) -> list[str]:
-    return [row[0] for row in ctx.rows(sql, **params)]
+class _Examples:
+    """Example person ids for every candidate of one kind, fetched in one query when the
+    first pain point of that kind is reported (and not at all when none is)."""
+
+    def __init__(self, ctx: BuildContext, sql: str, **params: Any) -> None:
+        self._ctx, self._sql, self._params = ctx, sql, params
+        self._found: dict[Any, list[str]] | None = None
+
+    def of(self, key: Any) -> list[str]:
+        if self._found is None:
+            self._found = {
+                (tuple(k) if isinstance(k, list | tuple) else k): list(v)
+                for k, v in self._ctx.rows(self._sql, **self._params)
+            }
+        return self._found.get(key, [])
 
 
 def compute(
@@ -140,8 +158,7 @@ def compute(
         rate: float,
         baseline: float,
         detail: str,
-        examples_sql: str,
-        **params: Any,
+        examples: list[str],
     ) -> None:
         """Report a pain point, with the affected persons to look at as evidence."""
         found.append(
@@ -152,13 +169,14 @@ def compute(
                 persons=int(persons),
                 rate=rate,
                 baseline=baseline,
-                examples=_examples(ctx, examples_sql, **params),
+                examples=examples,
                 detail=detail,
             )
         )
 
     # drop-off, against the drop-off of the touchpoint's stage
     rows = ctx.rows(DROPOFF_SQL.format(**fmt))
+    dropoff_examples = _Examples(ctx, DROPOFF_EXAMPLES.format(**fmt))
     by_stage: dict[str, list[int]] = {}
     for tp, population, affected in rows:
         totals = by_stage.setdefault(stage_of.get(tp, ""), [0, 0])
@@ -177,14 +195,14 @@ def compute(
                 baseline,
                 f"{rate:.0%} of persons with {tp} stop there, without reaching the goal "
                 f"({baseline:.0%} across their stage)",
-                DROPOFF_EXAMPLES.format(**fmt),
-                tp=tp,
+                dropoff_examples.of(tp),
             )
 
     # slow steps, against the typical step of the same stage (a delivery taking days is
     # normal after a purchase; a demo taking days to schedule is not)
     pairs = PAIRS_SQL.format(**fmt)
     slow = ctx.rows(SLOW_SQL.format(pairs=pairs), min_support=support)
+    slow_examples = _Examples(ctx, SLOW_EXAMPLES.format(pairs=pairs))
     medians_by_stage: dict[str, list[int]] = {}
     for a, _b, _persons, median_ms in slow:
         medians_by_stage.setdefault(stage_of.get(a, ""), []).append(int(median_ms))
@@ -202,13 +220,12 @@ def compute(
                 baseline_ms / 1000,
                 f"{a} -> {b} takes {_duration(median_ms / 1000)} (median), "
                 f"against {_duration(baseline_ms / 1000)} for a typical step of the stage",
-                SLOW_EXAMPLES.format(pairs=pairs),
-                tp=a,
-                tp2=b,
+                slow_examples.of((a, b)),
             )
 
     # loops and rework
     loops = ctx.rows(LOOP_SQL.format(**fmt))
+    loop_examples = _Examples(ctx, LOOP_EXAMPLES.format(**fmt))
     loopers = ctx.rows(
         f"""SELECT uniqExact(person) FROM (
             SELECT person, journey, touchpoint, count() AS n FROM {ctx.steps}
@@ -225,13 +242,15 @@ def compute(
                 rate,
                 loop_baseline,
                 f"{rate:.0%} of persons come back to {tp} after moving on",
-                LOOP_EXAMPLES.format(**fmt),
-                tp=tp,
+                loop_examples.of(tp),
             )
 
     # issues soon after the goal
     issues = list(ctx.settings.post_goal_touchpoints)
     window_ms = int(ctx.settings.post_goal_days * 86_400_000)
+    post_goal_examples = _Examples(
+        ctx, POST_GOAL_EXAMPLES.format(**fmt), issues=issues, window_ms=window_ms
+    )
     if converted_total >= support and issues:
         any_issue = ctx.rows(POST_GOAL_ANY_SQL.format(**fmt), issues=issues, window_ms=window_ms)[
             0
@@ -250,14 +269,13 @@ def compute(
                     baseline,
                     f"{rate:.0%} of converted persons have {tp} within "
                     f"{ctx.settings.post_goal_days:g} days of the goal",
-                    POST_GOAL_EXAMPLES.format(**fmt),
-                    tp=tp,
-                    window_ms=window_ms,
+                    post_goal_examples.of(tp),
                 )
 
     # low feedback scores, attributed to what they are about
     scored = SCORED_SQL.format(**fmt)
     low = ctx.settings.low_score_max
+    low_score_examples = _Examples(ctx, LOW_SCORE_EXAMPLES.format(scored=scored), low=low)
     scored_persons, low_persons = ctx.rows(LOW_SCORE_BASE_SQL.format(scored=scored), low=low)[0]
     baseline = low_persons / scored_persons if scored_persons else 0.0
     for tp, population, affected in ctx.rows(LOW_SCORE_SQL.format(scored=scored), low=low):
@@ -271,9 +289,7 @@ def compute(
                 baseline,
                 f"{rate:.0%} of feedback after {tp} scores {low:g} or less "
                 f"({baseline:.0%} overall)",
-                LOW_SCORE_EXAMPLES.format(scored=scored),
-                tp=tp,
-                low=low,
+                low_score_examples.of(tp),
             )
 
     found.sort(key=lambda p: (KIND_ORDER.index(p.kind), -p.rate, p.touchpoint))

@@ -16,8 +16,6 @@ from touchpoint_collector.journey.model import MapFilters
 STAGE_NAMES: Final = ("awareness", "consideration", "purchase", "retention", "advocacy")
 STAGE_ARRAY: Final = "['awareness', 'consideration', 'purchase', 'retention', 'advocacy']"
 
-_ORDER: Final = "ev_ms, ingest_seq, message_id"
-
 LINKS_SQL: Final = """
     SELECT anonymous_id AS from_id, argMin(user_id, (first_seen, user_id)) AS to_id
     FROM identities FINAL
@@ -34,7 +32,6 @@ def resolved_sql(where: str) -> str:
     FROM (SELECT * FROM events FINAL WHERE {where}) AS e
     LEFT JOIN ({LINKS_SQL}) AS l1 ON e.person_id = l1.from_id
     LEFT JOIN ({LINKS_SQL}) AS l2 ON l1.to_id = l2.from_id
-    SETTINGS join_use_nulls = 0
     """
 
 
@@ -80,59 +77,67 @@ def persona_filter(filters: MapFilters, params: dict[str, Any]) -> str:
 
 
 def steps_sql(filters: MapFilters, gap_days: float, params: dict[str, Any]) -> str:
-    """SELECT producing the step rows (columns: :data:`STEP_COLUMNS`)."""
+    """SELECT producing the step rows (the columns of ``journey_steps``).
+
+    Each person's events are gathered into one array and sorted there (a small sort per
+    person instead of one global sort); journeys start where the gap exceeds `gap_ms`,
+    steps where the touchpoint changes or a journey starts, and one ARRAY JOIN over the
+    step starts yields the steps. The array names carry an ``a_`` prefix because ClickHouse
+    resolves aliases across the whole query: an array called ``ts`` would shadow the
+    output column of the same name.
+    """
     params["gap_ms"] = int(gap_days * 86_400_000)
     resolved = resolved_sql(event_filter(filters, params))
     person_ok = persona_filter(filters, params)
-    # Every window below has the same partition and order (the person's events in time
-    # order), so ClickHouse sorts once; step numbers within a journey come from a running
-    # step counter minus its value where the journey began.
     return f"""
     SELECT
         person,
-        journey,
-        toUInt32(gstep - jstart + 1) AS step,
-        argMin(ev_touchpoint, ({_ORDER})) AS touchpoint,
-        argMin(ev_stage, ({_ORDER})) AS stage,
-        toInt8(indexOf({STAGE_ARRAY}, argMin(ev_stage, ({_ORDER}))) - 1) AS stage_idx,
-        argMin(ev_channel, ({_ORDER})) AS channel,
-        fromUnixTimestamp64Milli(min(ev_ms), 'UTC') AS ts,
-        min(ev_ms) AS ts_ms,
-        max(ev_ms) AS last_ms,
-        toUInt32(count()) AS repeats,
-        max(stitched) AS stitched,
-        argMin(ev_score, ({_ORDER})) AS score
+        toUInt32(a_jid[st]) AS journey,
+        toUInt32(k - a_jfirst[k] + 1) AS step,
+        a_tp[st] AS touchpoint,
+        a_sg[st] AS stage,
+        toInt8(indexOf({STAGE_ARRAY}, a_sg[st]) - 1) AS stage_idx,
+        a_ch[st] AS channel,
+        fromUnixTimestamp64Milli(a_ts[st], 'UTC') AS ts,
+        a_ts[st] AS ts_ms,
+        a_ts[en - 1] AS last_ms,
+        toUInt32(en - st) AS repeats,
+        arrayMax(arraySlice(a_sti, st, en - st)) AS stitched,
+        a_sc[st] AS score
     FROM (
-        SELECT *,
-            max(if(new_journey, gstep, 0)) OVER w AS jstart
+        SELECT
+            person,
+            arraySort(x -> (x.1, x.2, x.3), groupArray((
+                toUnixTimestamp64Milli(timestamp), ingest_seq, message_id,
+                touchpoint, stage, channel, score, toUInt8(person != person_id)
+            ))) AS evs,
+            arrayMap(x -> x.1, evs) AS a_ts,
+            arrayMap(x -> x.4, evs) AS a_tp,
+            arrayMap(x -> x.5, evs) AS a_sg,
+            arrayMap(x -> x.6, evs) AS a_ch,
+            arrayMap(x -> x.7, evs) AS a_sc,
+            arrayMap(x -> x.8, evs) AS a_sti,
+            length(evs) AS n,
+            arrayMap(
+                i -> toUInt8(i = 1 OR a_ts[i] - a_ts[i - 1] > {{gap_ms:Int64}}), range(1, n + 1)
+            ) AS a_nj,
+            arrayCumSum(a_nj) AS a_jid,
+            arrayFilter(i -> a_nj[i] = 1 OR a_tp[i] != a_tp[i - 1], range(1, n + 1)) AS a_starts,
+            arrayPushBack(arraySlice(a_starts, 2), n + 1) AS a_ends,
+            -- for each step, the index of its journey's first step
+            arrayFill(
+                x -> x != 0,
+                arrayMap((st, k) -> if(a_nj[st] = 1, k, 0), a_starts, arrayEnumerate(a_starts))
+            ) AS a_jfirst
         FROM (
-            SELECT *,
-                toUInt32(sum(new_journey) OVER w) AS journey,
-                sum(new_journey OR ev_touchpoint != prev_tp) OVER w AS gstep
-            FROM (
-                SELECT
-                    person,
-                    touchpoint AS ev_touchpoint,
-                    stage AS ev_stage,
-                    channel AS ev_channel,
-                    score AS ev_score,
-                    ingest_seq,
-                    message_id,
-                    toUnixTimestamp64Milli(timestamp) AS ev_ms,
-                    toUInt8(person != person_id) AS stitched,
-                    lagInFrame(ev_touchpoint, 1, '') OVER w AS prev_tp,
-                    (row_number() OVER w = 1)
-                        OR (ev_ms - lagInFrame(ev_ms, 1, 0) OVER w > {{gap_ms:Int64}})
-                        AS new_journey
-                FROM ({resolved})
-                WHERE {person_ok}
-                WINDOW w AS (PARTITION BY person ORDER BY {_ORDER} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-            )
-            WINDOW w AS (PARTITION BY person ORDER BY {_ORDER} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+            SELECT person, person_id, timestamp, ingest_seq, message_id, touchpoint, stage,
+                   channel, score
+            FROM ({resolved})
+            WHERE {person_ok}
         )
-        WINDOW w AS (PARTITION BY person ORDER BY {_ORDER} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+        GROUP BY person
     )
-    GROUP BY person, journey, gstep, jstart
+    ARRAY JOIN a_starts AS st, a_ends AS en, arrayEnumerate(a_starts) AS k
     """
 
 
