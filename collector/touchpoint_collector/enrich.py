@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from touchpoint_schemas.decode import ContractError, ErrorCode, as_utc, check_score
@@ -218,7 +218,3 @@ def identity_rows(
 def _merged(base: dict[str, Any] | None, own: dict[str, Any]) -> dict[str, Any]:
     """Batch-level values under the event's own; the event's dict itself when no batch values."""
     return {**base, **own} if base else own
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

@@ -21,7 +21,7 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,23 +147,6 @@ def read_lock_info(directory: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
-
-
-def store_is_locked(directory: Path) -> bool:
-    """Whether some process holds the directory's lock right now (without taking it)."""
-    lock_path = directory / LOCK_FILE_NAME
-    if not lock_path.exists():
-        return False
-    fd = os.open(lock_path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
 
 
 class Store:
@@ -302,15 +285,6 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@contextlib.contextmanager
-def opened(dsn: str, database: str = "touchpoint", *, role: str = "touchpoint") -> Iterator[Store]:
-    store = Store.open(dsn, database, role=role)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def quote_ident(name: str) -> str:

@@ -101,8 +101,9 @@ def test_map_filters_and_auth(shop: CollectorProcess) -> None:
     assert "since" in bad.json()["error"]["message"] or "time" in bad.json()["error"]["message"]
 
 
-def test_touchpoint_map_cli_goes_through_the_running_collector(shop: CollectorProcess) -> None:
-    out = subprocess.run(
+def map_cli(shop: CollectorProcess, fmt: str) -> subprocess.CompletedProcess[str]:
+    """`touchpoint map` in another process, pointed at the running collector's data dir."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -113,35 +114,23 @@ def test_touchpoint_map_cli_goes_through_the_running_collector(shop: CollectorPr
             "--since",
             "30d",
             "--format",
-            "json",
+            fmt,
         ],
         capture_output=True,
         text=True,
         check=False,
         timeout=300,
     )
+
+
+def test_touchpoint_map_cli_goes_through_the_running_collector(shop: CollectorProcess) -> None:
+    out = map_cli(shop, "json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["coverage"]["converted_persons"] == 8
-    text = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "touchpoint_collector.cli",
-            "--data-dir",
-            str(shop.data_dir),
-            "map",
-            "--since",
-            "30d",
-            "--format",
-            "mermaid",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    ).stdout
-    assert text.startswith("flowchart LR")
-    assert "product viewed" in text
+    mermaid = map_cli(shop, "mermaid")
+    assert mermaid.returncode == 0, mermaid.stderr
+    assert mermaid.stdout.startswith("flowchart LR")
+    assert "product viewed" in mermaid.stdout
 
 
 def test_journey_steps_refresh_inside_clickhouse(shop: CollectorProcess) -> None:

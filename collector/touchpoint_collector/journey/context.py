@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from touchpoint_collector.journey.model import MapFilters, MapSettings
-from touchpoint_collector.journey.steps import STAGE_NAMES, as_of_ms, steps_sql
+from touchpoint_collector.journey.steps import as_of_ms, steps_sql
 from touchpoint_collector.store import Store, quote_ident
 
 DAY_MS = 86_400_000
@@ -129,6 +129,3 @@ class BuildContext:
     def drop(self) -> None:
         for table in (self.steps, self.journeys):
             self.store.command(f"DROP TABLE IF EXISTS {table} SYNC")
-
-
-STAGES = STAGE_NAMES

@@ -24,24 +24,6 @@ def install(store: Store, settings: MapSettings, every_seconds: int = 300) -> No
     )
 
 
-def status(store: Store) -> dict[str, object]:
-    rows = store.query(
-        "SELECT status, last_success_time, next_refresh_time, exception FROM system.view_refreshes "
-        "WHERE database = currentDatabase() AND view = {view:String}",
-        parameters={"view": VIEW},
-    ).result_rows
-    if not rows:
-        return {"installed": False}
-    status_, last, next_, exception = rows[0]
-    return {
-        "installed": True,
-        "status": status_,
-        "last_success": last,
-        "next": next_,
-        "error": exception,
-    }
-
-
 def refresh_now(store: Store) -> None:
     store.command(f"SYSTEM REFRESH VIEW {VIEW}")
     store.command(f"SYSTEM WAIT VIEW {VIEW}")
