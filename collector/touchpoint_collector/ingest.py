@@ -17,6 +17,7 @@ import msgspec
 
 from touchpoint_collector.enrich import Arrival, event_row, identity_rows
 from touchpoint_schemas.decode import ContractError, ErrorCode, decode_batch, decode_event
+from touchpoint_schemas.events import Alias, Identify
 from touchpoint_schemas.limits import MAX_BATCH_EVENTS, MAX_EVENT_BYTES
 from touchpoint_schemas.taxonomy import Taxonomy
 
@@ -50,6 +51,8 @@ class _MessageIdProbe(msgspec.Struct, rename="camel"):
 
 
 _probe_decoder: Final = msgspec.json.Decoder(_MessageIdProbe)
+_LINKING: Final = frozenset({Identify, Alias})
+"""The event types that can link identities (see :func:`identity_rows`)."""
 
 
 @dataclass(slots=True)
@@ -182,7 +185,8 @@ def add_event(
         prepared.rejections.append(Rejection(index, sender_id, error, original or raw))
         return
     prepared.events.append(row)
-    prepared.identities.extend(identity_rows(event, arrival, message_id, row[12]))
+    if type(event) in _LINKING:
+        prepared.identities.extend(identity_rows(event, arrival, message_id, row[12]))
 
 
 def _probe_message_id(raw: bytes) -> str:

@@ -158,7 +158,7 @@ class WriteAheadLog:
                 f"write-ahead log holds {self.backlog_bytes} bytes, cap {self.cap_bytes}"
             )
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((frame(payload), future))
+        self._pending.append((payload, future))
         self._wakeup.set()
         await future
 
@@ -175,9 +175,10 @@ class WriteAheadLog:
                 self._seal_if_due()
                 continue
             batch, self._pending = self._pending, []
-            data = b"".join(frame_bytes for frame_bytes, _ in batch)
             try:
-                await loop.run_in_executor(None, self._write, data)
+                # Framing (the CRC of every record) happens in the writer thread too:
+                # zlib releases the GIL there, so the event loop keeps serving requests.
+                await loop.run_in_executor(None, self._write_records, [p for p, _ in batch])
             except OSError as exc:
                 for _, future in batch:
                     if not future.done():
@@ -204,6 +205,9 @@ class WriteAheadLog:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(str(number))
         os.replace(tmp, path)
+
+    def _write_records(self, payloads: list[bytes]) -> None:
+        self._write(b"".join([frame(payload) for payload in payloads]))
 
     def _write(self, data: bytes) -> None:
         """Runs in a worker thread: the only place that touches the active segment's fd."""

@@ -32,8 +32,18 @@ TABLE_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
 JSON_TABLES: Final = frozenset({"events", "identities"})
 JSON_INSERT_SETTINGS: Final[Mapping[str, Any]] = {
     "input_format_json_read_objects_as_strings": 1,
-    "date_time_input_format": "basic",  # times arrive as epoch seconds
+    # Times arrive as RFC 3339 (msgspec's datetime form); logs written before that hold
+    # epoch seconds, which best_effort reads too.
+    "date_time_input_format": "best_effort",
     "input_format_skip_unknown_fields": 0,
+    # One parsing thread: parallel parsing splits the input into chunks for a pool of
+    # parsers, which costs ~10% more CPU per row and buffers more, on a machine where the
+    # request path needs the other core (measured on our 24-column rows: 4.7 vs 5.2 us).
+    "input_format_parallel_parsing": 0,
+    # ReplacingMergeTree would also collapse duplicate rows inside each inserted block
+    # (another sort and pass, ~0.8 us of 4.7 per row). Reads use FINAL, which collapses
+    # them anyway, and merges do later; dedup of retried inserts is the token's job.
+    "optimize_on_insert": 0,
 }
 
 _encoder: Final = msgspec.json.Encoder()
