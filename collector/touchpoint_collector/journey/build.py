@@ -40,7 +40,7 @@ def build_map(
         nodes, edges, buckets = flow.compute(ctx, cov.persons)
         variants, to_goal = paths.compute(ctx, cov.journeys) if cov.journeys else ([], None)
         flagged = {n.id for n in nodes if n.cross_cutting}
-        driver_rows = drivers.compute(ctx, flagged)
+        driver_rows = drivers.compute(ctx, flagged, cov.persons, cov.converted_persons)
         stage_of = buckets.touchpoint_stage
         pain_points = pain.compute(ctx, stage_of, cov.persons, cov.converted_persons)
         columns = grid.compute(

@@ -1,8 +1,13 @@
-"""A map build's working state in ClickHouse: the steps and journeys of one set of filters,
-materialised once into per-build tables that every view then reads.
+"""A map build's working state in ClickHouse: the persons (with their journeys and steps
+as arrays) of one set of filters, materialised once into a per-build table that every view
+then reads.
 
 MergeTree, not Memory: a build over tens of millions of events spills to disk instead of
 failing (with ``max_bytes_before_external_*`` set for its sorts and aggregations).
+
+Touchpoints and channels travel through the views as small integer codes (1-based
+positions in :attr:`BuildContext.touchpoints` / :attr:`BuildContext.channels`): grouping
+by a UInt16 is several times cheaper than by a string, and names come back in Python.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from touchpoint_collector.journey.model import MapFilters, MapSettings
-from touchpoint_collector.journey.steps import as_of_ms, steps_sql
+from touchpoint_collector.journey.steps import STAGE_NAMES, as_of_ms, persons_sql
 from touchpoint_collector.store import Store, quote_ident
 
 DAY_MS = 86_400_000
@@ -39,30 +44,51 @@ class BuildContext:
     timings: list[tuple[str, float]] = field(default_factory=list)
     """(query's first words, seconds) for every query of the build: where the time goes."""
 
-    @property
-    def steps(self) -> str:
-        return quote_ident(f"{self.prefix}_steps")
+    touchpoints: list[str] = field(default_factory=list)
+    """Every touchpoint name in the events; a touchpoint's code is its position + 1."""
+    channels: list[str] = field(default_factory=list)
 
     @property
-    def journeys(self) -> str:
-        return quote_ident(f"{self.prefix}_journeys")
+    def persons(self) -> str:
+        return quote_ident(f"{self.prefix}_persons")
+
+    @property
+    def ended(self) -> str:
+        """SQL: per journey of a person row, 1 when it has ended (``docs/journey-map.md``)."""
+        return "arrayMap(x -> toUInt8({as_of_ms:Int64} - x > {end_after_ms:Int64}), jlast)"
+
+    def code(self, touchpoint: str) -> int:
+        """A touchpoint's code; 0 (matching no step) for one not in the events."""
+        try:
+            return self.touchpoints.index(touchpoint) + 1
+        except ValueError:
+            return 0
+
+    def name(self, code: int) -> str:
+        return self.touchpoints[code - 1]
+
+    def codes(self, touchpoints: Any) -> list[int]:
+        return [c for c in (self.code(t) for t in touchpoints) if c]
 
     def params(self, **extra: Any) -> dict[str, Any]:
-        goal = self.settings.goal
-        goal_stage = goal.removeprefix("stage:") if goal.startswith("stage:") else ""
-        goal_touchpoint = "" if goal_stage else goal
         return {
-            "goal_tp": goal_touchpoint,
-            "goal_stage": goal_stage,
             "as_of_ms": self.as_of_ms,
             "end_after_ms": self.end_after_ms,
+            "tp_names": self.touchpoints,
+            "goal_code": self.goal_code,
             **extra,
         }
 
     @property
-    def is_goal(self) -> str:
-        """SQL: does a step (columns touchpoint, stage) match the goal?"""
-        return "(touchpoint = {goal_tp:String} AND {goal_tp:String} != '' OR stage = {goal_stage:String} AND {goal_stage:String} != '')"
+    def goal_code(self) -> int:
+        goal = self.settings.goal
+        return 0 if goal.startswith("stage:") else self.code(goal)
+
+    @property
+    def goal_stage_idx(self) -> int:
+        goal = self.settings.goal
+        stage = goal.removeprefix("stage:") if goal.startswith("stage:") else None
+        return STAGE_NAMES.index(stage) if stage in STAGE_NAMES else -2
 
     def rows(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         started = time.perf_counter()
@@ -83,42 +109,36 @@ class BuildContext:
     # -- materialisation ---------------------------------------------------------------
 
     def materialise(self) -> None:
+        names = self.rows(
+            """SELECT arraySort(groupUniqArray(touchpoint)), arraySort(groupUniqArray(channel))
+            FROM events WHERE touchpoint != ''""",
+        )[0]
+        self.touchpoints, self.channels = list(names[0]), list(names[1])
         params: dict[str, Any] = {}
-        select = steps_sql(self.filters, self.settings.gap_days, params)
-        # Same columns as journey_steps (schemas/clickhouse/0004): one definition of a step.
-        self.command(f"CREATE TABLE {self.steps} AS journey_steps")
-        self.command(f"INSERT INTO {self.steps} {select}", params)
+        select = persons_sql(
+            self.filters,
+            self.settings.gap_days,
+            params,
+            touchpoints=self.touchpoints,
+            channels=self.channels,
+            goal_code=self.goal_code,
+            goal_stage_idx=self.goal_stage_idx,
+        )
+        self.command(
+            f"""CREATE TABLE {self.persons} ENGINE = MergeTree ORDER BY tuple() AS
+            SELECT person, tp, sg, ch, ts, lt, rep, sc, jn, pos, g, jf, jl, jlast, jsti
+            FROM ({select})""",
+            params,
+        )
         self.as_of_ms = as_of_ms(self.filters, self.now)
         self.end_after_ms = self._end_after_ms()
-        self.command(
-            f"""CREATE TABLE {self.journeys} ENGINE = MergeTree ORDER BY (person, journey) AS
-            SELECT
-                person,
-                journey,
-                toUInt32(count()) AS steps,
-                min(ts_ms) AS first_ms,
-                max(last_ms) AS last_ms,
-                max(stitched) AS stitched,
-                toUInt8({{as_of_ms:Int64}} - max(last_ms) > {{end_after_ms:Int64}}) AS ended,
-                toUInt32(minIf(step, {self.is_goal})) AS first_goal_step,
-                toUInt32(maxIf(step, {self.is_goal})) AS last_goal_step,
-                argMax(stage_idx, step) AS last_stage_idx,
-                argMax(touchpoint, step) AS last_touchpoint
-            FROM {self.steps}
-            GROUP BY person, journey""",
-            self.params(),
-        )
 
     def _end_after_ms(self) -> int:
         if self.settings.end_after_days is not None:
             return int(self.settings.end_after_days * DAY_MS)
         rows = self.rows(
-            f"""SELECT count(), quantileExact(0.95)(gap) FROM (
-                SELECT ts_ms - lagInFrame(ts_ms, 1, 0) OVER w AS gap, step
-                FROM {self.steps}
-                WINDOW w AS (PARTITION BY person, journey ORDER BY step
-                             ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
-            ) WHERE step > 1"""
+            f"""SELECT count(), quantileExact(0.95)(gap) FROM {self.persons}
+            ARRAY JOIN arrayFilter((d, p) -> p > 1, arrayDifference(ts), pos) AS gap"""
         )
         count, q95 = rows[0]
         gap_ms = int(self.settings.gap_days * DAY_MS)
@@ -127,5 +147,4 @@ class BuildContext:
         return int(min(max(int(q95), DAY_MS), gap_ms))
 
     def drop(self) -> None:
-        for table in (self.steps, self.journeys):
-            self.store.command(f"DROP TABLE IF EXISTS {table} SYNC")
+        self.store.command(f"DROP TABLE IF EXISTS {self.persons} SYNC")

@@ -10,13 +10,10 @@ from touchpoint_collector.journey.model import Coverage
 
 
 def compute(ctx: BuildContext) -> Coverage:
-    (events, persons, first_ms, last_ms, converted) = ctx.rows(
-        f"""SELECT sum(repeats), uniqExact(person), min(ts_ms), max(last_ms),
-                   uniqExactIf(person, {ctx.is_goal})
-            FROM {ctx.steps}"""
-    )[0]
-    (journeys, stitched, ended) = ctx.rows(
-        f"SELECT count(), countIf(stitched = 1), countIf(ended = 1) FROM {ctx.journeys}"
+    (events, persons, first_ms, last_ms, converted, journeys, stitched, ended) = ctx.rows(
+        f"""SELECT sum(arraySum(rep)), count(), min(ts[1]), max(arrayMax(lt)), countIf(has(g, 1)),
+                   sum(length(jf)), sum(arraySum(jsti)), sum(arraySum({ctx.ended}))
+            FROM {ctx.persons}"""
     )[0]
     return Coverage(
         events=int(events),

@@ -8,36 +8,30 @@ import math
 from touchpoint_collector.journey.context import BuildContext
 from touchpoint_collector.journey.model import Driver
 
+# Per person: converted or not, and the touchpoints they had before their first goal step
+# (every touchpoint when not converted). A person's steps are in (ts, journey, step)
+# order, so "before" is "at a lower index".
 DRIVERS_SQL = """
-WITH per_person AS (
-    SELECT person,
-           countIf({is_goal}) > 0 AS converted,
-           minIf((ts_ms, journey, step), {is_goal}) AS first_goal
-    FROM {steps}
-    GROUP BY person
-),
-had AS (
-    SELECT DISTINCT s.person AS person, s.touchpoint AS touchpoint, p.converted AS converted
-    FROM {steps} AS s
-    INNER JOIN per_person AS p ON s.person = p.person
-    WHERE NOT p.converted OR (s.ts_ms, s.journey, s.step) < p.first_goal
+SELECT t, countIf(converted) AS a, countIf(NOT converted) AS b
+FROM (
+    SELECT has(g, 1) AS converted, arrayFirstIndex(x -> x = 1, g) AS first_goal,
+           arrayDistinct(if(first_goal = 0, tp, arraySlice(tp, 1, first_goal - 1))) AS had
+    FROM {persons}
 )
-SELECT touchpoint, countIf(converted) AS a, countIf(NOT converted) AS b,
-       (SELECT count() FROM per_person) AS persons,
-       (SELECT countIf(converted) FROM per_person) AS converted_total
-FROM had
-WHERE touchpoint != {{goal_tp:String}}
-GROUP BY touchpoint
+ARRAY JOIN had AS t
+WHERE t != {{goal_code:UInt16}}
+GROUP BY t
 """
 
 Z95 = 1.96  # as docs/journey-map.md states it
 
 
-def compute(ctx: BuildContext, flagged: set[str]) -> list[Driver]:
+def compute(
+    ctx: BuildContext, flagged: set[str], persons: int, converted_total: int
+) -> list[Driver]:
     drivers = []
-    for touchpoint, a, b, persons, converted_total in ctx.rows(
-        DRIVERS_SQL.format(steps=ctx.steps, is_goal=ctx.is_goal)
-    ):
+    for code, a, b in ctx.rows(DRIVERS_SQL.format(persons=ctx.persons)):
+        touchpoint = ctx.name(code)
         c = converted_total - a
         d = (persons - converted_total) - b
         if a + b < ctx.settings.min_support:

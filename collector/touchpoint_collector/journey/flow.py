@@ -14,94 +14,104 @@ from touchpoint_collector.journey.steps import STAGE_NAMES
 START, END, IN_PROGRESS = "START", "END", "IN_PROGRESS"
 TERMINAL_KIND = {START: "start", END: "end", IN_PROGRESS: "in_progress"}
 
+# Per touchpoint and stage: steps, and persons (`occ` = 1 at a person's first step of it).
 TOUCHPOINT_STATS_SQL = """
-SELECT touchpoint, argMax(stage_idx, (n, -stage_idx)) AS node_stage, sum(n) AS steps,
-       any(persons) AS persons
-FROM (
-    SELECT touchpoint, stage_idx, count() AS n
-    FROM {steps} GROUP BY touchpoint, stage_idx
-) AS by_stage
-INNER JOIN (
-    SELECT touchpoint, uniqExact(person) AS persons FROM {steps} GROUP BY touchpoint
-) AS p USING touchpoint
-GROUP BY touchpoint
+SELECT t, s, count() AS steps, countIf(occ = 1) AS persons
+FROM {persons}
+ARRAY JOIN tp AS t, sg AS s, arrayEnumerateUniq(tp) AS occ
+GROUP BY t, s
 """
 
+# Every distinct pair of different touchpoints adjacent in a journey (a * 65536 + b).
 NEIGHBOURS_SQL = """
-SELECT a, uniqExact(b) FROM (
-    SELECT touchpoint AS a, leadInFrame(touchpoint, 1, '') OVER w AS b FROM {steps}
-    WINDOW w AS (PARTITION BY person, journey ORDER BY step ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)
-    UNION ALL
-    SELECT touchpoint AS a, lagInFrame(touchpoint, 1, '') OVER w AS b FROM {steps}
-    WINDOW w AS (PARTITION BY person, journey ORDER BY step ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
-)
-WHERE b != '' AND b != a
-GROUP BY a
+SELECT DISTINCT pair FROM {persons}
+ARRAY JOIN arrayMap(
+    (a, b, p) -> if(p > 1 AND a != b, toUInt32(a) * 65536 + b, 0),
+    arrayPushFront(arrayPopBack(tp), toUInt16(0)), tp, pos
+) AS pair
+WHERE pair != 0
 """
 
+# The walk of each journey, START -> its steps' nodes -> END / IN_PROGRESS, as node codes
+# (see `Walk`): `nodes` one per step, `walk` the same with each journey's START and END
+# or IN_PROGRESS appended (repeats 0 there), `pairs` (a * 65536 + b) one per step (from
+# START or the previous step) and one per journey end, with the time between two steps
+# (-1 when either end is not a step) and whether the journey has a goal step at the
+# pair's second position or later.
 WALK_SQL = """
-SELECT person, journey, toUInt32(0) AS pos, 'START' AS node, toInt64(0) AS ts_ms,
-       toUInt8(0) AS is_step, toUInt32(0) AS repeats
-FROM {journeys}
-UNION ALL
-SELECT person, journey, step AS pos,
-       transform(touchpoint, {{bucket_from:Array(String)}}, {{bucket_to:Array(String)}}, touchpoint) AS node,
-       ts_ms, toUInt8(1) AS is_step, repeats
-FROM {steps}
-UNION ALL
-SELECT person, journey, steps + 1 AS pos, if(ended = 1, 'END', 'IN_PROGRESS') AS node,
-       toInt64(0) AS ts_ms, toUInt8(0) AS is_step, toUInt32(0) AS repeats
-FROM {journeys}
+SELECT
+    arrayMap(t -> transform(t, {{tp_codes:Array(UInt16)}}, {{node_codes:Array(UInt16)}}, toUInt16(0)), tp) AS nodes,
+    {ended} AS ended,
+    arrayMap((f, l) -> arrayLastIndex(x -> x = 1, arraySlice(g, f, l)), jf, jl) AS last_goal,
+    arrayConcat(nodes, arrayWithConstant(length(jf), toUInt16(1)),
+                arrayMap(e -> toUInt16(if(e = 1, 2, 3)), ended)) AS walk,
+    arrayConcat(rep, arrayWithConstant(length(jf) * 2, toUInt32(0))) AS walk_repeats,
+    arrayConcat(
+        arrayMap((k, p) -> toUInt32(if(p = 1, 1, nodes[k - 1])) * 65536 + nodes[k], arrayEnumerate(nodes), pos),
+        arrayMap((f, l, e) -> toUInt32(nodes[f + l - 1]) * 65536 + if(e = 1, 2, 3), jf, jl, ended)
+    ) AS pairs,
+    arrayConcat(
+        arrayMap((k, p) -> if(p = 1, toInt64(-1), ts[k] - ts[k - 1]), arrayEnumerate(nodes), pos),
+        arrayWithConstant(length(jf), toInt64(-1))
+    ) AS pair_ms,
+    arrayConcat(
+        arrayMap((j, p) -> toUInt8(last_goal[j] >= p), jn, pos),
+        arrayWithConstant(length(jf), toUInt8(0))
+    ) AS goal_after
+FROM {persons}
 """
 
+# `occ` / `rocc`: a step's occurrence number at its node for the person, counted from the
+# first / from the last step: occ = 2 marks persons with two or more steps there exactly
+# once, occ = rocc = 1 their only step there.
 NODES_SQL = """
-SELECT node, uniqExact(person) AS persons, sum(n) AS steps, sum(events) AS events,
-       uniqExactIf(person, n >= 2 OR max_repeats > 1) AS repeaters
-FROM (
-    SELECT person, node, count() AS n, sum(repeats) AS events, max(repeats) AS max_repeats
-    FROM ({walk})
-    GROUP BY person, node
-)
+SELECT node, countIf(occ = 1) AS persons, count() AS steps, sum(r) AS events,
+       countIf(occ = 2 OR (occ = 1 AND rocc = 1 AND r > 1)) AS repeaters
+FROM ({walk})
+ARRAY JOIN walk AS node, walk_repeats AS r, arrayEnumerateUniq(walk) AS occ,
+           arrayReverse(arrayEnumerateUniq(arrayReverse(walk))) AS rocc
 GROUP BY node
 """
 
 EDGES_SQL = """
-SELECT src, dst, count() AS transitions, uniqExact(e.person) AS persons,
-       countIf(both_steps) AS timed,
-       quantileExactIf(0.5)(dst_ms - src_ms, both_steps) AS median_ms,
-       quantileExactIf(0.9)(dst_ms - src_ms, both_steps) AS p90_ms,
-       uniqExactIf(e.person, dst_is_step = 1 AND j.last_goal_step >= e.pos + 1) AS goal_after
-FROM (
-    SELECT person, journey, pos, node AS src, ts_ms AS src_ms,
-           leadInFrame(node, 1, '') OVER w AS dst,
-           leadInFrame(ts_ms, 1, 0) OVER w AS dst_ms,
-           leadInFrame(is_step, 1, 0) OVER w AS dst_is_step,
-           is_step = 1 AND dst_is_step = 1 AS both_steps
-    FROM ({walk})
-    WINDOW w AS (PARTITION BY person, journey ORDER BY pos ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)
-) AS e
-INNER JOIN {journeys} AS j ON e.person = j.person AND e.journey = j.journey
-WHERE dst != ''
-GROUP BY src, dst
+SELECT intDiv(pair, 65536) AS src, modulo(pair, 65536) AS dst, count() AS transitions,
+       countIf(occ = 1) AS persons,
+       countIf(ms >= 0) AS timed,
+       quantileExactIf(0.5)(ms, ms >= 0) AS median_ms,
+       quantileExactIf(0.9)(ms, ms >= 0) AS p90_ms,
+       countIf(goal = 1 AND gocc = 1) AS goal_after
+FROM ({walk})
+ARRAY JOIN pairs AS pair, pair_ms AS ms, goal_after AS goal, arrayEnumerateUniq(pairs) AS occ,
+           arrayEnumerateUniq(pairs, goal_after) AS gocc
+GROUP BY pair
 """
+
+NODE_CODES = {START: 1, END: 2, IN_PROGRESS: 3}
 
 
 class Buckets:
     """Which node each touchpoint is drawn as, and each node's stage."""
 
-    def __init__(self, ctx: BuildContext, cross_cutting: set[str]) -> None:
-        stats = ctx.rows(TOUCHPOINT_STATS_SQL.format(steps=ctx.steps))
+    def __init__(
+        self, ctx: BuildContext, stats: list[tuple[int, int, int, int]], cross_cutting: set[str]
+    ) -> None:
+        steps_at: dict[str, dict[int, int]] = {}
+        self.persons_of: dict[str, int] = {}
+        for code, stage_idx, steps, persons in stats:
+            touchpoint = ctx.name(code)
+            steps_at.setdefault(touchpoint, {})[stage_idx] = int(steps)
+            self.persons_of[touchpoint] = self.persons_of.get(touchpoint, 0) + int(persons)
         keep = cross_cutting | {ctx.settings.goal}
         self.node_of: dict[str, str] = {}
         self.stage_of: dict[str, int] = {}
         self.touchpoint_stage: dict[str, str] = {}
         """Each touchpoint's node stage name (where the grid and pain points put it)."""
-        self.persons_of: dict[str, int] = {}
         by_stage: dict[int, list[tuple[int, str]]] = {}
-        for touchpoint, node_stage, _steps, persons in stats:
-            by_stage.setdefault(node_stage, []).append((-int(persons), touchpoint))
+        for touchpoint, counts in steps_at.items():
+            # the stage of most of its steps; ties: the earliest
+            node_stage = max(counts, key=lambda idx: (counts[idx], -idx))
+            by_stage.setdefault(node_stage, []).append((-self.persons_of[touchpoint], touchpoint))
             self.touchpoint_stage[touchpoint] = stage_name(node_stage)
-            self.persons_of[touchpoint] = int(persons)
         for node_stage, ranked in by_stage.items():
             ranked.sort()
             for rank, (_, touchpoint) in enumerate(ranked):
@@ -111,33 +121,54 @@ class Buckets:
                     node = f"other:{stage_name(node_stage)}"
                 self.node_of[touchpoint] = node
                 self.stage_of[node] = node_stage
+        self.node_ids = [START, END, IN_PROGRESS, *sorted(set(self.node_of.values()))]
+        """A node's code is its position + 1 (START 1, END 2, IN_PROGRESS 3)."""
+        self._ctx = ctx
 
-    def params(self) -> dict[str, list[str]]:
-        merged = {tp: node for tp, node in self.node_of.items() if tp != node}
-        return {"bucket_from": list(merged), "bucket_to": list(merged.values())}
+    def params(self) -> dict[str, list[int]]:
+        code_of = {node: i + 1 for i, node in enumerate(self.node_ids)}
+        touchpoints = list(self.node_of)
+        return {
+            "tp_codes": [self._ctx.code(tp) for tp in touchpoints],
+            "node_codes": [code_of[self.node_of[tp]] for tp in touchpoints],
+        }
 
 
 def stage_name(idx: int) -> str:
     return STAGE_NAMES[idx] if 0 <= idx < len(STAGE_NAMES) else ""
 
 
-def cross_cutting(ctx: BuildContext) -> set[str]:
+def touchpoint_stats(ctx: BuildContext) -> list[tuple[int, int, int, int]]:
+    """(touchpoint code, stage index, steps, persons) for every touchpoint and stage."""
+    return [
+        (int(t), int(s), int(n), int(p))
+        for t, s, n, p in ctx.rows(TOUCHPOINT_STATS_SQL.format(persons=ctx.persons))
+    ]
+
+
+def cross_cutting(ctx: BuildContext, seen: int) -> set[str]:
     """Touchpoints flagged in the taxonomy, or adjacent to most of the other touchpoints."""
     flagged = set(ctx.settings.cross_cutting)
-    neighbours = dict(ctx.rows(NEIGHBOURS_SQL.format(steps=ctx.steps)))
-    total = ctx.rows(f"SELECT uniqExact(touchpoint) FROM {ctx.steps}")[0][0]
-    if total >= 5:
-        flagged |= {tp for tp, n in neighbours.items() if n >= 0.6 * (total - 1)}
+    near: dict[int, set[int]] = {}
+    for (pair,) in ctx.rows(NEIGHBOURS_SQL.format(persons=ctx.persons)):
+        a, b = divmod(int(pair), 65536)
+        near.setdefault(a, set()).add(b)
+        near.setdefault(b, set()).add(a)
+    if seen >= 5:
+        flagged |= {ctx.name(a) for a, n in near.items() if len(n) >= 0.6 * (seen - 1)}
     return flagged
 
 
 def compute(ctx: BuildContext, persons_total: int) -> tuple[list[Node], list[Edge], Buckets]:
-    flagged = cross_cutting(ctx)
-    buckets = Buckets(ctx, flagged)
-    walk = WALK_SQL.format(steps=ctx.steps, journeys=ctx.journeys)
+    stats = touchpoint_stats(ctx)
+    flagged = cross_cutting(ctx, len({t for t, *_ in stats}))
+    buckets = Buckets(ctx, stats, flagged)
+    walk = WALK_SQL.format(persons=ctx.persons, ended=ctx.ended)
     params = buckets.params()
+    node_id = buckets.node_ids
     nodes = []
-    for node, persons, steps, events, repeaters in ctx.rows(NODES_SQL.format(walk=walk), **params):
+    for code, persons, steps, events, repeaters in ctx.rows(NODES_SQL.format(walk=walk), **params):
+        node = node_id[code - 1]
         if node in TERMINAL_KIND:
             kind, stage_idx = TERMINAL_KIND[node], -1
         else:
@@ -165,7 +196,10 @@ def compute(ctx: BuildContext, persons_total: int) -> tuple[list[Node], list[Edg
         )
     )
     out_total: dict[str, int] = {}
-    raw_edges = ctx.rows(EDGES_SQL.format(walk=walk, journeys=ctx.journeys), **params)
+    raw_edges = [
+        (node_id[src - 1], node_id[dst - 1], *rest)
+        for src, dst, *rest in ctx.rows(EDGES_SQL.format(walk=walk), **params)
+    ]
     for src, _dst, transitions, *_ in raw_edges:
         out_total[src] = out_total.get(src, 0) + int(transitions)
     edges = [

@@ -7,53 +7,59 @@ from touchpoint_collector.journey.context import BuildContext
 from touchpoint_collector.journey.model import BackwardMove, StageRow
 from touchpoint_collector.journey.steps import STAGE_NAMES
 
+# Per person and stage s, per journey (f: its first step, l: its length):
+#   fi: the journey's first step in s (position in the journey, 0: none),
+#   ni: its first step in s + 1 after fi, dt: the time between them.
 FUNNEL_SQL = """
-WITH per_journey AS (
-    SELECT s.person AS person, s.journey AS journey,
-           arraySort(x -> x.1, groupArray((s.step, s.stage_idx, s.ts_ms))) AS seq,
-           any(j.ended) AS ended, any(j.last_stage_idx) AS last_stage_idx
-    FROM {steps} AS s
-    INNER JOIN {journeys} AS j ON s.person = j.person AND s.journey = j.journey
-    GROUP BY s.person, s.journey
-),
-per_stage AS (
-    SELECT person, stage_idx, ended, last_stage_idx,
-           arrayFirstIndex(x -> x.2 = stage_idx, seq) AS fi,
-           arrayFirstIndex(x -> x.2 = stage_idx + 1 AND x.1 > seq[fi].1, seq) AS ni,
-           if(ni > 0, seq[ni].3 - seq[fi].3, 0) AS dt_ms
-    FROM per_journey
-    ARRAY JOIN range(5) AS stage_idx
+SELECT s,
+       countIf(has(sg, s)) AS persons,
+       countIf(arrayExists(x -> x > 0, ni)) AS converted,
+       sum(arrayCount(x -> x > 0, ni)) AS journeys_converted,
+       quantileExactArray(0.5)(dts) AS median_ms,
+       quantileExactArray(0.9)(dts) AS p90_ms,
+       countIf(arrayExists((f, l, e) -> e = 1 AND sg[f + l - 1] = s, jf, jl, ended)) AS dropped
+FROM (
+    SELECT s, sg, jf, jl, {ended} AS ended,
+           arrayMap((f, l) -> arrayFirstIndex(x -> x = s, arraySlice(sg, f, l)), jf, jl) AS fi,
+           arrayMap(
+               (f, l, a) -> if(a = 0, 0, arrayFirstIndex(
+                   (x, k) -> x = s + 1 AND k > a, arraySlice(sg, f, l), range(1, l + 1))),
+               jf, jl, fi
+           ) AS ni,
+           arrayFilter(
+               x -> x >= 0,
+               arrayMap((f, a, b) -> if(b > 0, ts[f + b - 1] - ts[f + a - 1], -1), jf, fi, ni)
+           ) AS dts
+    FROM {persons}
+    ARRAY JOIN range(5) AS s
 )
-SELECT stage_idx,
-       uniqExactIf(person, fi > 0) AS persons,
-       uniqExactIf(person, fi > 0 AND ni > 0) AS converted,
-       countIf(fi > 0 AND ni > 0) AS journeys_converted,
-       quantileExactIf(0.5)(dt_ms, fi > 0 AND ni > 0) AS median_ms,
-       quantileExactIf(0.9)(dt_ms, fi > 0 AND ni > 0) AS p90_ms,
-       uniqExactIf(person, ended = 1 AND last_stage_idx = stage_idx) AS dropped
-FROM per_stage
-GROUP BY stage_idx
-ORDER BY stage_idx
+GROUP BY s
+ORDER BY s
 """
 
+# Adjacent steps of a journey moving to an earlier stage, keyed from * 8 + to; `occ` = 1
+# at a person's first such move of a kind, so counting those counts persons.
 BACKWARD_SQL = """
-SELECT from_idx, to_idx, count() AS transitions, uniqExact(person) AS persons
+SELECT intDiv(move, 8) AS from_idx, modulo(move, 8) AS to_idx, count() AS transitions,
+       countIf(occ = 1) AS persons
 FROM (
-    SELECT person, stage_idx AS to_idx,
-           lagInFrame(stage_idx, 1, -1) OVER w AS from_idx,
-           lagInFrame(step, 1, 0) OVER w AS prev_step
-    FROM {steps}
-    WINDOW w AS (PARTITION BY person, journey ORDER BY step ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+    SELECT arrayFilter(
+               x -> x >= 0,
+               arrayMap(
+                   (a, b, p) -> if(p > 1 AND a >= 0 AND b >= 0 AND b < a, toInt16(a) * 8 + b, -1),
+                   arrayPushFront(arrayPopBack(sg), toInt8(-1)), sg, pos)
+           ) AS moves
+    FROM {persons}
 )
-WHERE prev_step > 0 AND from_idx >= 0 AND to_idx >= 0 AND to_idx < from_idx
-GROUP BY from_idx, to_idx
+ARRAY JOIN moves AS move, arrayEnumerateUniq(moves) AS occ
+GROUP BY move
 ORDER BY from_idx, to_idx
 """
 
 
 def compute(ctx: BuildContext) -> tuple[list[StageRow], list[BackwardMove]]:
     found = {
-        row[0]: row for row in ctx.rows(FUNNEL_SQL.format(steps=ctx.steps, journeys=ctx.journeys))
+        row[0]: row for row in ctx.rows(FUNNEL_SQL.format(persons=ctx.persons, ended=ctx.ended))
     }
     stages = []
     for idx, stage in enumerate(STAGE_NAMES):
@@ -81,6 +87,6 @@ def compute(ctx: BuildContext) -> tuple[list[StageRow], list[BackwardMove]]:
             transitions=int(n),
             persons=int(p),
         )
-        for f, t, n, p in ctx.rows(BACKWARD_SQL.format(steps=ctx.steps))
+        for f, t, n, p in ctx.rows(BACKWARD_SQL.format(persons=ctx.persons))
     ]
     return stages, moves

@@ -12,18 +12,33 @@ from touchpoint_collector.journey.model import (
     StageRow,
     TouchpointReach,
 )
+from touchpoint_collector.journey.steps import STAGE_NAMES
 from touchpoint_schemas.taxonomy import Stage, Taxonomy
 
 CHANNELS_SQL = """
-SELECT stage, channel, count() AS steps FROM {steps}
-WHERE stage != '' GROUP BY stage, channel
+SELECT s, c, count() AS steps FROM {persons}
+ARRAY JOIN sg AS s, ch AS c
+WHERE s >= 0
+GROUP BY s, c
 """
 
+# Dwell: per (journey, stage) of a person, the last step's last event minus the first
+# step's time. Keys journey * 8 + stage + 1; `firsts` / `lasts` are the keys' first and
+# last steps (one each per key), both sorted by key so that they pair up.
 TIME_IN_STAGE_SQL = """
-SELECT stage, quantileExact(0.5)(dwell_ms) FROM (
-    SELECT person, journey, stage, max(last_ms) - min(ts_ms) AS dwell_ms
-    FROM {steps} WHERE stage != '' GROUP BY person, journey, stage
-) GROUP BY stage
+SELECT s, quantileExact(0.5)(dwell_ms)
+FROM (
+    SELECT arrayMap((j, x) -> toUInt32(j) * 8 + toUInt32(x + 1), jn, sg) AS keys,
+           arrayEnumerateUniq(keys) AS occ,
+           arrayReverse(arrayEnumerateUniq(arrayReverse(keys))) AS rocc,
+           arraySort(arrayFilter((k, o) -> o = 1, keys, occ)) AS sorted_keys,
+           arraySort((v, k) -> k, arrayFilter((v, o) -> o = 1, ts, occ), arrayFilter((k, o) -> o = 1, keys, occ)) AS firsts,
+           arraySort((v, k) -> k, arrayFilter((v, o) -> o = 1, lt, rocc), arrayFilter((k, o) -> o = 1, keys, rocc)) AS lasts
+    FROM {persons}
+)
+ARRAY JOIN arrayMap(k -> toInt8(modulo(k, 8)) - 1, sorted_keys) AS s, arrayMap((a, b) -> b - a, firsts, lasts) AS dwell_ms
+WHERE s >= 0
+GROUP BY s
 """
 
 # Feelings count for the stage of the step before them (their own when first): a support
@@ -32,14 +47,16 @@ FEELINGS_SQL = """
 SELECT about_stage,
        avgIf(score, score IS NOT NULL) AS mean_score,
        countIf(score IS NOT NULL) AS scores,
-       uniqExactIf(person, touchpoint IN {{negative:Array(String)}}) AS negative_persons
+       countIf(negative = 1 AND negative_occ = 1) AS negative_persons
 FROM (
-    SELECT person, touchpoint, score,
-           if(lagInFrame(step, 1, 0) OVER w > 0, lagInFrame(stage, 1, '') OVER w, stage) AS about_stage
-    FROM {steps}
-    WINDOW w AS (PARTITION BY person, journey ORDER BY step ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+    SELECT arrayMap((k, p) -> if(p > 1, sg[k - 1], sg[k]), arrayEnumerate(sg), pos) AS about,
+           arrayMap(t -> toUInt8(has({{negative:Array(UInt16)}}, t)), tp) AS negatives,
+           sc
+    FROM {persons}
 )
-WHERE about_stage != ''
+ARRAY JOIN about AS about_stage, sc AS score, negatives AS negative,
+           arrayEnumerateUniq(about, negatives) AS negative_occ
+WHERE about_stage >= 0
 GROUP BY about_stage
 """
 
@@ -63,14 +80,17 @@ def compute(
     drivers: list[Driver],
 ) -> list[GridColumn]:
     channels: dict[str, list[tuple[str, int]]] = {}
-    for stage, channel, steps in ctx.rows(CHANNELS_SQL.format(steps=ctx.steps)):
-        channels.setdefault(stage, []).append((channel, int(steps)))
-    dwell = dict(ctx.rows(TIME_IN_STAGE_SQL.format(steps=ctx.steps)))
+    for stage_idx, channel, steps in ctx.rows(CHANNELS_SQL.format(persons=ctx.persons)):
+        stage = STAGE_NAMES[stage_idx]
+        channels.setdefault(stage, []).append((ctx.channels[channel - 1], int(steps)))
+    dwell = {
+        STAGE_NAMES[s]: ms for s, ms in ctx.rows(TIME_IN_STAGE_SQL.format(persons=ctx.persons))
+    }
     feelings = {
-        row[0]: row[1:]
+        STAGE_NAMES[row[0]]: row[1:]
         for row in ctx.rows(
-            FEELINGS_SQL.format(steps=ctx.steps),
-            negative=list(ctx.settings.negative_touchpoints),
+            FEELINGS_SQL.format(persons=ctx.persons),
+            negative=ctx.codes(ctx.settings.negative_touchpoints),
         )
     }
     columns = []

@@ -4,141 +4,104 @@ and example person ids to look at. Thresholds: ``docs/journey-map.md``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from touchpoint_collector.journey.context import BuildContext
 from touchpoint_collector.journey.model import PainPoint
 
 KIND_ORDER = ("dropoff", "slow_step", "loop", "post_goal_issue", "low_score")
 
-# Each candidate query yields (touchpoint, population, affected) plus kind-specific columns;
-# each examples query yields the affected person ids for one candidate.
+# Each candidate query yields (touchpoint code or pair, population, affected, up to five
+# affected person ids, smallest first) from one pass over the person rows.
 
+# Per person: the last touchpoints of their ended journeys without a goal step.
 DROPOFF_SQL = """
-SELECT touchpoint, count() AS population, countIf(dropped) AS affected
+SELECT t, count() AS population, countIf(has(dropped, t)) AS affected,
+       groupArraySortedIf(5)(person, has(dropped, t)) AS examples
 FROM (
-    SELECT s.touchpoint AS touchpoint, s.person AS person,
-           max(j.ended = 1 AND j.first_goal_step = 0 AND s.step = j.steps) AS dropped
-    FROM {steps} AS s INNER JOIN {journeys} AS j ON s.person = j.person AND s.journey = j.journey
-    GROUP BY touchpoint, person
+    SELECT person, tp,
+           arrayMap(
+               (f, l, e) -> if(e = 1 AND NOT has(arraySlice(g, f, l), 1), tp[f + l - 1], toUInt16(0)),
+               jf, jl, {ended}
+           ) AS dropped
+    FROM {persons}
 )
-WHERE touchpoint != {{goal_tp:String}}
-GROUP BY touchpoint
-"""
-DROPOFF_EXAMPLES = """
-SELECT touchpoint, groupArraySorted(5)(person) FROM (
-    SELECT DISTINCT s.touchpoint AS touchpoint, s.person AS person FROM {steps} AS s
-    INNER JOIN {journeys} AS j ON s.person = j.person AND s.journey = j.journey
-    WHERE j.ended = 1 AND j.first_goal_step = 0 AND s.step = j.steps
-) GROUP BY touchpoint
+ARRAY JOIN arrayDistinct(tp) AS t
+WHERE t != {{goal_code:UInt16}}
+GROUP BY t
 """
 
-PAIRS_SQL = """
-SELECT person, touchpoint AS a,
-       leadInFrame(touchpoint, 1, '') OVER w AS b,
-       leadInFrame(ts_ms, 1, 0) OVER w - ts_ms AS dt_ms,
-       leadInFrame(step, 1, 0) OVER w AS next_step
-FROM {steps}
-WINDOW w AS (PARTITION BY person, journey ORDER BY step ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)
-"""
+# Adjacent steps (a * 65536 + b) and the time between them; `occ` = 1 at a person's first.
 SLOW_SQL = """
-SELECT a, b, uniqExact(person) AS persons, quantileExact(0.5)(dt_ms) AS median_ms
-FROM ({pairs}) WHERE next_step > 0
-GROUP BY a, b
+SELECT pair, countIf(occ = 1) AS persons, quantileExact(0.5)(ms) AS median_ms,
+       groupArraySortedIf(5)(person, occ = 1) AS examples
+FROM (
+    SELECT person,
+           arrayFilter(
+               (x, p) -> p > 1,
+               arrayMap((a, b) -> toUInt32(a) * 65536 + b, arrayPushFront(arrayPopBack(tp), toUInt16(0)), tp),
+               pos
+           ) AS pairs,
+           arrayFilter((d, p) -> p > 1, arrayDifference(ts), pos) AS pair_ms
+    FROM {persons}
+)
+ARRAY JOIN pairs AS pair, pair_ms AS ms, arrayEnumerateUniq(pairs) AS occ
+GROUP BY pair
 HAVING persons >= {{min_support:UInt32}}
 """
-SLOW_EXAMPLES = """
-SELECT (a, b), groupArraySorted(5)(person) FROM (
-    SELECT DISTINCT a, b, person FROM ({pairs}) WHERE next_step > 0
-) GROUP BY a, b
-"""
 
-LOOP_SQL = """
-SELECT touchpoint, count() AS population, countIf(looped) AS affected
-FROM (
-    SELECT touchpoint, person, max(n >= 2) AS looped
-    FROM (SELECT touchpoint, person, journey, count() AS n FROM {steps} GROUP BY touchpoint, person, journey)
-    GROUP BY touchpoint, person
-)
-GROUP BY touchpoint
+# Per person: touchpoints with two or more steps in one journey.
+LOOPED = "arrayDistinct(arrayFilter((t, o) -> o >= 2, tp, arrayEnumerateUniq(jn, tp)))"
+LOOP_SQL = f"""
+SELECT t, count() AS population, countIf(has(looped, t)) AS affected,
+       groupArraySortedIf(5)(person, has(looped, t)) AS examples
+FROM (SELECT person, tp, {LOOPED} AS looped FROM {{persons}})
+ARRAY JOIN arrayDistinct(tp) AS t
+GROUP BY t
 """
-LOOP_EXAMPLES = """
-SELECT touchpoint, groupArraySorted(5)(person) FROM (
-    SELECT DISTINCT touchpoint, person FROM (
-        SELECT touchpoint, person, journey, count() AS n FROM {steps}
-        GROUP BY touchpoint, person, journey
-    ) WHERE n >= 2
-) GROUP BY touchpoint
-"""
+LOOPERS_SQL = f"SELECT countIf(notEmpty({LOOPED})) FROM {{persons}}"
 
-POST_GOAL_SQL = """
-SELECT issue.touchpoint AS touchpoint, uniqExact(issue.person) AS affected
-FROM {steps} AS issue
-INNER JOIN (SELECT person, journey, step, ts_ms FROM {steps} WHERE {is_goal}) AS goal
-    ON issue.person = goal.person AND issue.journey = goal.journey
-WHERE issue.touchpoint IN {{issues:Array(String)}}
-  AND issue.step > goal.step
-  AND issue.ts_ms - goal.ts_ms <= {{window_ms:Int64}}
-GROUP BY touchpoint
+# Per step: 1 + the time of the latest goal step before it in its journey (-1: none), so
+# an issue counts when it comes within the window after some goal step of its journey.
+POST_GOAL_HITS = """
+arrayDistinct(arrayFilter(
+    (t, last_goal, s) -> has({{issues:Array(UInt16)}}, t) AND last_goal > 0
+                         AND s - (last_goal - 1) <= {{window_ms:Int64}},
+    tp,
+    arrayFill(
+        x -> x != 0,
+        arrayMap((k, p) -> if(p = 1, toInt64(-1), if(g[k - 1] = 1, ts[k - 1] + 1, toInt64(0))),
+                 arrayEnumerate(tp), pos)
+    ),
+    ts
+))
 """
-POST_GOAL_EXAMPLES = """
-SELECT touchpoint, groupArraySorted(5)(person) FROM (
-    SELECT DISTINCT issue.touchpoint AS touchpoint, issue.person AS person FROM {steps} AS issue
-    INNER JOIN (SELECT person, journey, step, ts_ms FROM {steps} WHERE {is_goal}) AS goal
-        ON issue.person = goal.person AND issue.journey = goal.journey
-    WHERE issue.touchpoint IN {{issues:Array(String)}} AND issue.step > goal.step
-      AND issue.ts_ms - goal.ts_ms <= {{window_ms:Int64}}
-) GROUP BY touchpoint
+POST_GOAL_SQL = f"""
+SELECT t, count() AS affected, groupArraySorted(5)(person) AS examples
+FROM (SELECT person, {POST_GOAL_HITS} AS hits FROM {{persons}})
+ARRAY JOIN hits AS t
+GROUP BY t
 """
-POST_GOAL_ANY_SQL = """
-SELECT uniqExact(issue.person) FROM {steps} AS issue
-INNER JOIN (SELECT person, journey, step, ts_ms FROM {steps} WHERE {is_goal}) AS goal
-    ON issue.person = goal.person AND issue.journey = goal.journey
-WHERE issue.touchpoint IN {{issues:Array(String)}} AND issue.step > goal.step
-  AND issue.ts_ms - goal.ts_ms <= {{window_ms:Int64}}
-"""
+POST_GOAL_ANY_SQL = f"SELECT countIf(notEmpty({POST_GOAL_HITS})) FROM {{persons}}"
 
-SCORED_SQL = """
-SELECT person, score, if(prev_step > 0, prev_tp, touchpoint) AS about
-FROM (
-    SELECT person, touchpoint, score,
-           lagInFrame(touchpoint, 1, '') OVER w AS prev_tp,
-           lagInFrame(step, 1, 0) OVER w AS prev_step
-    FROM {steps}
-    WINDOW w AS (PARTITION BY person, journey ORDER BY step ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
-)
-WHERE score IS NOT NULL
+# Scores, each about the step before it (its own step when first); `occ` = 1 at a person's
+# first score about a touchpoint, `low_occ` = 1 at their first low one.
+SCORED = """
+SELECT person,
+       arrayFilter((a, s) -> s IS NOT NULL,
+                   arrayMap((k, p) -> if(p > 1, tp[k - 1], tp[k]), arrayEnumerate(tp), pos), sc) AS about,
+       arrayMap(s -> toUInt8(assumeNotNull(s) <= {{low:Float32}}), arrayFilter(s -> s IS NOT NULL, sc)) AS low
+FROM {persons}
 """
 LOW_SCORE_SQL = """
-SELECT about, uniqExact(person) AS population,
-       uniqExactIf(person, score <= {{low:Float32}}) AS affected
-FROM ({scored}) GROUP BY about
+SELECT a, countIf(occ = 1) AS population, countIf(is_low = 1 AND low_occ = 1) AS affected,
+       groupArraySortedIf(5)(person, is_low = 1 AND low_occ = 1) AS examples
+FROM ({scored})
+ARRAY JOIN about AS a, low AS is_low, arrayEnumerateUniq(about) AS occ,
+           arrayEnumerateUniq(about, low) AS low_occ
+GROUP BY a
 """
 LOW_SCORE_BASE_SQL = """
-SELECT uniqExact(person), uniqExactIf(person, score <= {{low:Float32}}) FROM ({scored})
+SELECT countIf(notEmpty(about)), countIf(has(low, 1)) FROM ({scored})
 """
-LOW_SCORE_EXAMPLES = """
-SELECT about, groupArraySorted(5)(person) FROM (
-    SELECT DISTINCT about, person FROM ({scored}) WHERE score <= {{low:Float32}}
-) GROUP BY about
-"""
-
-
-class _Examples:
-    """Example person ids for every candidate of one kind, fetched in one query when the
-    first pain point of that kind is reported (and not at all when none is)."""
-
-    def __init__(self, ctx: BuildContext, sql: str, **params: Any) -> None:
-        self._ctx, self._sql, self._params = ctx, sql, params
-        self._found: dict[Any, list[str]] | None = None
-
-    def of(self, key: Any) -> list[str]:
-        if self._found is None:
-            self._found = {
-                (tuple(k) if isinstance(k, list | tuple) else k): list(v)
-                for k, v in self._ctx.rows(self._sql, **self._params)
-            }
-        return self._found.get(key, [])
 
 
 def compute(
@@ -148,7 +111,7 @@ def compute(
     converted_total: int,
 ) -> list[PainPoint]:
     found: list[PainPoint] = []
-    fmt = {"steps": ctx.steps, "journeys": ctx.journeys, "is_goal": ctx.is_goal}
+    fmt = {"persons": ctx.persons, "ended": ctx.ended}
     support = ctx.settings.min_support
 
     def add(
@@ -169,20 +132,19 @@ def compute(
                 persons=int(persons),
                 rate=rate,
                 baseline=baseline,
-                examples=examples,
+                examples=list(examples),
                 detail=detail,
             )
         )
 
     # drop-off, against the drop-off of the touchpoint's stage
-    rows = ctx.rows(DROPOFF_SQL.format(**fmt))
-    dropoff_examples = _Examples(ctx, DROPOFF_EXAMPLES.format(**fmt))
+    rows = [(ctx.name(t), *rest) for t, *rest in ctx.rows(DROPOFF_SQL.format(**fmt))]
     by_stage: dict[str, list[int]] = {}
-    for tp, population, affected in rows:
+    for tp, population, affected, _ in rows:
         totals = by_stage.setdefault(stage_of.get(tp, ""), [0, 0])
         totals[0] += affected
         totals[1] += population
-    for tp, population, affected in rows:
+    for tp, population, affected, examples in rows:
         affected_sum, population_sum = by_stage[stage_of.get(tp, "")]
         baseline = affected_sum / population_sum if population_sum else 0.0
         rate = affected / population
@@ -195,20 +157,21 @@ def compute(
                 baseline,
                 f"{rate:.0%} of persons with {tp} stop there, without reaching the goal "
                 f"({baseline:.0%} across their stage)",
-                dropoff_examples.of(tp),
+                examples,
             )
 
     # slow steps, against the typical step of the same stage (a delivery taking days is
     # normal after a purchase; a demo taking days to schedule is not)
-    pairs = PAIRS_SQL.format(**fmt)
-    slow = ctx.rows(SLOW_SQL.format(pairs=pairs), min_support=support)
-    slow_examples = _Examples(ctx, SLOW_EXAMPLES.format(pairs=pairs))
+    slow = [
+        (ctx.name(pair // 65536), ctx.name(pair % 65536), *rest)
+        for pair, *rest in ctx.rows(SLOW_SQL.format(**fmt), min_support=support)
+    ]
     medians_by_stage: dict[str, list[int]] = {}
-    for a, _b, _persons, median_ms in slow:
+    for a, _b, _persons, median_ms, _ in slow:
         medians_by_stage.setdefault(stage_of.get(a, ""), []).append(int(median_ms))
     for values in medians_by_stage.values():
         values.sort()
-    for a, b, persons, median_ms in slow:
+    for a, b, persons, median_ms, examples in slow:
         values = medians_by_stage[stage_of.get(a, "")]
         baseline_ms = values[min(len(values) - 1, len(values) // 2)]
         if median_ms >= 3 * baseline_ms and median_ms >= 3_600_000:
@@ -220,19 +183,14 @@ def compute(
                 baseline_ms / 1000,
                 f"{a} -> {b} takes {_duration(median_ms / 1000)} (median), "
                 f"against {_duration(baseline_ms / 1000)} for a typical step of the stage",
-                slow_examples.of((a, b)),
+                examples,
             )
 
     # loops and rework
-    loops = ctx.rows(LOOP_SQL.format(**fmt))
-    loop_examples = _Examples(ctx, LOOP_EXAMPLES.format(**fmt))
-    loopers = ctx.rows(
-        f"""SELECT uniqExact(person) FROM (
-            SELECT person, journey, touchpoint, count() AS n FROM {ctx.steps}
-            GROUP BY person, journey, touchpoint) WHERE n >= 2"""
-    )[0][0]
+    loopers = ctx.rows(LOOPERS_SQL.format(**fmt))[0][0]
     loop_baseline = loopers / persons_total if persons_total else 0.0
-    for tp, population, affected in loops:
+    for code, population, affected, examples in ctx.rows(LOOP_SQL.format(**fmt)):
+        tp = ctx.name(code)
         rate = affected / population
         if population >= support and affected and rate >= 0.2:
             add(
@@ -242,23 +200,21 @@ def compute(
                 rate,
                 loop_baseline,
                 f"{rate:.0%} of persons come back to {tp} after moving on",
-                loop_examples.of(tp),
+                examples,
             )
 
     # issues soon after the goal
-    issues = list(ctx.settings.post_goal_touchpoints)
+    issues = ctx.codes(ctx.settings.post_goal_touchpoints)
     window_ms = int(ctx.settings.post_goal_days * 86_400_000)
-    post_goal_examples = _Examples(
-        ctx, POST_GOAL_EXAMPLES.format(**fmt), issues=issues, window_ms=window_ms
-    )
     if converted_total >= support and issues:
         any_issue = ctx.rows(POST_GOAL_ANY_SQL.format(**fmt), issues=issues, window_ms=window_ms)[
             0
         ][0]
         baseline = any_issue / converted_total
-        for tp, affected in ctx.rows(
+        for code, affected, examples in ctx.rows(
             POST_GOAL_SQL.format(**fmt), issues=issues, window_ms=window_ms
         ):
+            tp = ctx.name(code)
             rate = affected / converted_total
             if rate >= 0.1:
                 add(
@@ -269,16 +225,18 @@ def compute(
                     baseline,
                     f"{rate:.0%} of converted persons have {tp} within "
                     f"{ctx.settings.post_goal_days:g} days of the goal",
-                    post_goal_examples.of(tp),
+                    examples,
                 )
 
     # low feedback scores, attributed to what they are about
-    scored = SCORED_SQL.format(**fmt)
+    scored = SCORED.format(**fmt)
     low = ctx.settings.low_score_max
-    low_score_examples = _Examples(ctx, LOW_SCORE_EXAMPLES.format(scored=scored), low=low)
     scored_persons, low_persons = ctx.rows(LOW_SCORE_BASE_SQL.format(scored=scored), low=low)[0]
     baseline = low_persons / scored_persons if scored_persons else 0.0
-    for tp, population, affected in ctx.rows(LOW_SCORE_SQL.format(scored=scored), low=low):
+    for code, population, affected, examples in ctx.rows(
+        LOW_SCORE_SQL.format(scored=scored), low=low
+    ):
+        tp = ctx.name(code)
         rate = affected / population
         if population >= support and rate >= 0.25:
             add(
@@ -289,7 +247,7 @@ def compute(
                 baseline,
                 f"{rate:.0%} of feedback after {tp} scores {low:g} or less "
                 f"({baseline:.0%} overall)",
-                low_score_examples.of(tp),
+                examples,
             )
 
     found.sort(key=lambda p: (KIND_ORDER.index(p.kind), -p.rate, p.touchpoint))

@@ -7,62 +7,67 @@ from touchpoint_collector.journey.model import PathVariant
 
 ELLIPSIS = "…"
 
-VARIANTS_SQL = """
-WITH per_journey AS (
-    SELECT person, journey,
-           arrayMap(x -> x.2, arraySort(x -> x.1, groupArray((step, touchpoint)))) AS tps,
-           arrayMap(x -> x.2, arraySort(x -> x.1, groupArray((step, {is_goal})))) AS goals
-    FROM {steps}
-    GROUP BY person, journey
+
+# A variant is a list of touchpoint codes (0 stands for the ellipsis); ties are broken on
+# its names joined with " > ", as the spec says.
+def _names(v: str) -> str:
+    return f"arrayStringConcat(arrayMap(c -> if(c = 0, '…', {{{{tp_names:Array(String)}}}}[c]), {v}), ' > ')"
+
+
+VARIANTS_SQL = f"""
+SELECT variant, count() AS journeys, countIf(has(goals, 1)) AS goal_journeys
+FROM (
+    SELECT arraySlice(tp, f, l) AS steps, arraySlice(g, f, l) AS goals,
+           if(l > {{{{max_steps:UInt32}}}},
+              arrayPushBack(arraySlice(steps, 1, {{{{max_steps:UInt32}}}}), toUInt16(0)),
+              steps) AS variant
+    FROM {{persons}}
+    ARRAY JOIN jf AS f, jl AS l
 )
-SELECT
-    if(length(tps) > {{max_steps:UInt32}},
-       arrayConcat(arraySlice(tps, 1, {{max_steps:UInt32}}), ['…']), tps) AS variant,
-    count() AS journeys,
-    countIf(has(goals, 1)) AS goal_journeys
-FROM per_journey
 GROUP BY variant
-ORDER BY journeys DESC, arrayStringConcat(variant, ' > ') ASC
-LIMIT {{limit:UInt32}}
+ORDER BY journeys DESC, {_names("variant")} ASC
+LIMIT {{{{limit:UInt32}}}}
 """
 
-TO_GOAL_SQL = """
-WITH per_journey AS (
-    SELECT arrayMap(x -> x.2, arraySort(x -> x.1, groupArray((step, touchpoint)))) AS tps,
-           arrayMap(x -> x.2, arraySort(x -> x.1, groupArray((step, {is_goal})))) AS goals
-    FROM {steps}
-    GROUP BY person, journey
+TO_GOAL_SQL = f"""
+SELECT prefix, count() AS journeys
+FROM (
+    SELECT arrayFirstIndex(x -> x = 1, arraySlice(g, f, l)) AS first_goal,
+           arraySlice(tp, f, first_goal) AS prefix
+    FROM {{persons}}
+    ARRAY JOIN jf AS f, jl AS l
 )
-SELECT arraySlice(tps, 1, indexOf(goals, 1)) AS prefix, count() AS journeys
-FROM per_journey
-WHERE has(goals, 1)
+WHERE first_goal > 0
 GROUP BY prefix
-ORDER BY journeys DESC, arrayStringConcat(prefix, ' > ') ASC
+ORDER BY journeys DESC, {_names("prefix")} ASC
 LIMIT 1
 """
 
 
 def compute(ctx: BuildContext, journeys_total: int) -> tuple[list[PathVariant], PathVariant | None]:
+    def names(codes: list[int]) -> list[str]:
+        return [ctx.name(c) if c else ELLIPSIS for c in codes]
+
     variants = [
         PathVariant(
-            steps=list(variant),
+            steps=names(variant),
             journeys=int(journeys),
             coverage=journeys / journeys_total,
             goal_journeys=int(goal),
             goal_rate=goal / journeys,
         )
         for variant, journeys, goal in ctx.rows(
-            VARIANTS_SQL.format(steps=ctx.steps, is_goal=ctx.is_goal),
+            VARIANTS_SQL.format(persons=ctx.persons),
             max_steps=ctx.settings.max_path_steps,
             limit=ctx.settings.path_limit,
         )
     ]
-    best = ctx.rows(TO_GOAL_SQL.format(steps=ctx.steps, is_goal=ctx.is_goal))
+    best = ctx.rows(TO_GOAL_SQL.format(persons=ctx.persons))
     to_goal = None
     if best:
         prefix, journeys = best[0]
         to_goal = PathVariant(
-            steps=list(prefix),
+            steps=names(prefix),
             journeys=int(journeys),
             coverage=journeys / journeys_total,
             goal_journeys=int(journeys),

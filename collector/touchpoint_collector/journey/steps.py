@@ -1,9 +1,17 @@
 """Steps: the relation every view of the map is computed from.
 
-From filtered, deduplicated events to one row per step of a journey, in ClickHouse:
-identities resolve each event to its person (two hops through ``identities``), window
-functions split each person's ordered events into journeys at long inactivity gaps and
-collapse runs of the same touchpoint. Definitions: ``docs/journey-map.md``.
+From filtered, deduplicated events to each person's journeys and steps, in ClickHouse:
+identities resolve each event to its person (two hops through ``identities``), each
+person's events are ordered, split into journeys at long inactivity gaps, and runs of the
+same touchpoint collapse into steps. Definitions: ``docs/journey-map.md``.
+
+Two shapes of the same steps:
+
+* :func:`persons_sql`, one row per person holding their steps as parallel arrays: what a
+  map build computes every view from. Counting distinct persons then needs no hash set
+  of person ids (a person is one row), and neighbouring steps are neighbouring array
+  elements, so no view needs a window function or a sort.
+* :func:`steps_sql`, one row per step: the ``journey_steps`` table analysts query.
 """
 
 from __future__ import annotations
@@ -144,3 +152,106 @@ def steps_sql(filters: MapFilters, gap_days: float, params: dict[str, Any]) -> s
 def as_of_ms(filters: MapFilters, now: datetime) -> int:
     moment = filters.until or now
     return int(moment.timestamp() * 1000)
+
+
+def _code_map(column: str, names: list[str], params: dict[str, Any], key: str) -> str:
+    """SQL mapping a LowCardinality name column to its 1-based code in `names` (0: not
+    listed). ``transform`` runs once per dictionary entry, not once per row."""
+    params[f"{key}_names"] = names
+    params[f"{key}_codes"] = list(range(1, len(names) + 1))
+    return (
+        f"transform({column}, {{{key}_names:Array(String)}}, "
+        f"{{{key}_codes:Array(UInt16)}}, toUInt16(0))"
+    )
+
+
+def persons_sql(
+    filters: MapFilters,
+    gap_days: float,
+    params: dict[str, Any],
+    *,
+    touchpoints: list[str],
+    channels: list[str],
+    goal_code: int,
+    goal_stage_idx: int,
+) -> str:
+    """SELECT producing one row per person: their steps as parallel arrays.
+
+    Step arrays (one element per step, all journeys in order): ``tp`` touchpoint code
+    (1-based into `touchpoints`), ``sg`` stage index (-1: none), ``ch`` channel code,
+    ``ts`` / ``lt`` first / last event time (ms), ``rep`` repeats, ``sc`` score of the
+    first event, ``jn`` journey number, ``pos`` step number in its journey, ``g`` goal.
+    Journey arrays (one element per journey): ``jf`` index of its first step, ``jl`` its
+    number of steps, ``jlast`` its last event time, ``jsti`` stitched.
+
+    Events are gathered per stored id as numbers only (names become codes through a
+    dictionary-level ``transform``), resolved to their person per id rather than per
+    event, and ordered per person by sorting an index once.
+    """
+    params["gap_ms"] = int(gap_days * 86_400_000)
+    params["goal_code"] = goal_code
+    params["goal_stage_idx"] = goal_stage_idx
+    tp_code = _code_map("touchpoint", touchpoints, params, "tp")
+    ch_code = _code_map("channel", channels, params, "ch")
+    where = event_filter(filters, params)
+    person_ok = persona_filter(filters, params)
+    return f"""
+    SELECT
+        person,
+        length(u_ts) AS n,
+        arraySort((i, t, q, m) -> (t, q, m), arrayEnumerate(u_ts), u_ts, u_seq, u_mid) AS o,
+        arrayMap(i -> u_ts[i], o) AS e_ts,
+        arrayMap(i -> u_tp[i], o) AS e_tp,
+        -- journeys start at a gap, steps where the touchpoint changes or a journey starts
+        arrayMap(i -> toUInt8(i = 1 OR e_ts[i] - e_ts[i - 1] > {{gap_ms:Int64}}), range(1, n + 1)) AS e_nj,
+        arrayCumSum(e_nj) AS e_jid,
+        arrayFilter(i -> e_nj[i] = 1 OR e_tp[i] != e_tp[i - 1], range(1, n + 1)) AS e_start,
+        arrayPushBack(arraySlice(e_start, 2), n + 1) AS e_end,
+        arrayMap(s -> e_tp[s], e_start) AS tp,
+        arrayMap(s -> u_sg[o[s]], e_start) AS sg,
+        arrayMap(s -> u_ch[o[s]], e_start) AS ch,
+        arrayMap(s -> e_ts[s], e_start) AS ts,
+        arrayMap(e -> e_ts[e - 1], e_end) AS lt,
+        arrayMap((s, e) -> toUInt32(e - s), e_start, e_end) AS rep,
+        arrayMap(s -> u_sc[o[s]], e_start) AS sc,
+        arrayMap((s, e) -> arrayMax(arrayMap(i -> u_sti[o[i]], range(s, e))), e_start, e_end) AS e_sti,
+        arrayMap(s -> toUInt32(e_jid[s]), e_start) AS jn,
+        arrayFilter(k -> e_nj[e_start[k]] = 1, arrayEnumerate(e_start)) AS jf,
+        arrayMap((f, x) -> toUInt32(x - f), jf, arrayPushBack(arraySlice(jf, 2), length(e_start) + 1)) AS jl,
+        arrayMap((k, j) -> toUInt32(k - jf[j] + 1), arrayEnumerate(e_start), jn) AS pos,
+        arrayMap((f, l) -> lt[f + l - 1], jf, jl) AS jlast,
+        arrayMap((f, l) -> arrayMax(arraySlice(e_sti, f, l)), jf, jl) AS jsti,
+        arrayMap((t, s) -> toUInt8(t = {{goal_code:UInt16}} OR s = {{goal_stage_idx:Int8}}), tp, sg) AS g
+    FROM (
+        SELECT
+            if(l2.to_id != '', l2.to_id, if(l1.to_id != '', l1.to_id, e.person_id)) AS person,
+            arrayFlatten(groupArray(e.i_ts)) AS u_ts,
+            arrayFlatten(groupArray(e.i_seq)) AS u_seq,
+            arrayFlatten(groupArray(e.i_mid)) AS u_mid,
+            arrayFlatten(groupArray(e.i_tp)) AS u_tp,
+            arrayFlatten(groupArray(e.i_sg)) AS u_sg,
+            arrayFlatten(groupArray(e.i_ch)) AS u_ch,
+            arrayFlatten(groupArray(e.i_sc)) AS u_sc,
+            arrayFlatten(groupArray(
+                arrayWithConstant(length(e.i_ts), toUInt8(person != e.person_id))
+            )) AS u_sti
+        FROM (
+            SELECT
+                person_id,
+                groupArray(toUnixTimestamp64Milli(timestamp)) AS i_ts,
+                groupArray(ingest_seq) AS i_seq,
+                groupArray(message_id) AS i_mid,
+                groupArray({tp_code}) AS i_tp,
+                groupArray(toInt8(transform(stage, {STAGE_ARRAY}, [1, 2, 3, 4, 5], 0) - 1)) AS i_sg,
+                groupArray({ch_code}) AS i_ch,
+                groupArray(score) AS i_sc
+            FROM events
+            WHERE {where}
+            GROUP BY person_id
+        ) AS e
+        LEFT JOIN ({LINKS_SQL}) AS l1 ON e.person_id = l1.from_id
+        LEFT JOIN ({LINKS_SQL}) AS l2 ON l1.to_id = l2.from_id
+        WHERE {person_ok}
+        GROUP BY person
+    )
+    """
