@@ -1,4 +1,4 @@
-"""Collector ingest benchmark: events/s into ClickHouse, acknowledgement latency, RSS.
+"""Collector ingest benchmark: events/s into ClickHouse, acknowledgement latency, RSS, CPU.
 
 Side by side in one run, on this machine:
   * ``bare``: an aiohttp handler that only decodes the same body with msgspec (the ceiling);
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -25,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -190,10 +192,47 @@ def count_events(base: str, read_key: str) -> int:
 
 
 def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return proc_status(pid).get("VmHWM", 0) / 1024
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """The kB counters of /proc/<pid>/status (VmHWM, RssAnon, RssFile, ...)."""
+    counters = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if value.strip().endswith("kB"):
+                counters[name] = int(value.split()[0])
+    return counters
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (the engine's included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class RssSampler:
+    """Peak private (RssAnon) and file-backed (RssFile: mapped libraries) resident memory,
+    sampled every 20 ms: VmHWM alone does not say which of the two it was."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.anon = self.file = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            status = proc_status(self.pid)
+            self.anon = max(self.anon, status.get("RssAnon", 0))
+            self.file = max(self.file, status.get("RssFile", 0))
+
+    def stop(self) -> tuple[float, float]:
+        self._stop.set()
+        self._thread.join()
+        return self.anon / 1024, self.file / 1024
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -222,15 +261,26 @@ def bench_collector(fsync: str, total: int, concurrency: int, rate: float = 0.0)
     proc, base, key = start_collector(data_dir, fsync)
     try:
         read_key = (data_dir / "local-read.key").read_text().strip()
+        idle = proc_status(proc.pid)
+        sampler = RssSampler(proc.pid)
+        cpu_before = cpu_seconds(proc.pid)
         started, load = run_load(
             f"{base}/v1/batch", key, total, concurrency, rate, f"r{fsync}{rate}"
         )
         while count_events(base, read_key) < total:
             time.sleep(0.05)
         seconds = time.perf_counter() - started
+        cpu = cpu_seconds(proc.pid) - cpu_before
+        anon, file = sampler.stop()
         rss = peak_rss_mib(proc.pid)
         label = f"collector fsync={fsync}" + (f" paced {rate / 1000:.0f}k/s" if rate else "")
-        return summarize(label, total, seconds, load, rss)
+        row = summarize(label, total, seconds, load, rss)
+        row["peak_rss_anon_mib"] = round(anon, 1)
+        row["peak_rss_file_mib"] = round(file, 1)
+        row["idle_rss_anon_mib"] = round(idle.get("RssAnon", 0) / 1024, 1)
+        row["idle_rss_file_mib"] = round(idle.get("RssFile", 0) / 1024, 1)
+        row["collector_cpu_us_per_event"] = round(cpu / total * 1e6, 2)
+        return row
     finally:
         proc.terminate()
         proc.wait()
@@ -272,6 +322,7 @@ def main() -> int:
         row["ratio_to_bare"] = round(row["events_per_s"] / ceiling, 3)
     header = (
         f"{'run':<36} {'events/s':>10} {'x bare':>7} {'ack p50':>9} {'ack p99':>9} {'RSS MiB':>8}"
+        f" {'anon':>6} {'file':>6} {'CPU us/ev':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -279,6 +330,8 @@ def main() -> int:
         print(
             f"{row['name']:<36} {row['events_per_s']:>10,} {row['ratio_to_bare']:>7.2f} "
             f"{row['ack_p50_ms']:>7.2f}ms {row['ack_p99_ms']:>7.2f}ms {row['peak_rss_mib']:>8.1f}"
+            f" {row.get('peak_rss_anon_mib', 0):>6.1f} {row.get('peak_rss_file_mib', 0):>6.1f}"
+            f" {row.get('collector_cpu_us_per_event', 0):>9.2f}"
         )
     RESULTS.mkdir(exist_ok=True)
     report = {
@@ -290,7 +343,10 @@ def main() -> int:
         },
         "batch_size": BATCH,
         "concurrency": args.concurrency,
-        "note": "end to end: from the first request until every event is visible in ClickHouse",
+        "note": "end to end: from the first request until every event is visible in ClickHouse; "
+        "peak RSS is VmHWM, split into its sampled peaks of RssAnon (private memory) and "
+        "RssFile (mapped files, mostly the chdb library); CPU is the collector process's, "
+        "every thread included, per event",
         "runs": rows,
     }
     (RESULTS / "ingest.json").write_text(json.dumps(report, indent=2) + "\n")

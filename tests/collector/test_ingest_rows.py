@@ -8,14 +8,19 @@ replay of such a log must still store the same instants.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from touchpoint_collector.enrich import EVENT_COLUMNS, Arrival, event_row, event_time
 from touchpoint_collector.ingest import prepare_batch
-from touchpoint_collector.store import Store
+from touchpoint_collector.store import EMBEDDED_MALLOC_CONF, Store
 from touchpoint_collector.writer import encode_rows, insert_encoded, write_rows
 from touchpoint_schemas import Taxonomy
 from touchpoint_schemas.decode import decode_event
@@ -195,3 +200,33 @@ def test_event_row_agrees_with_the_schema_helpers_and_event_time(
             assert row[column] == (value if value.tzinfo else value.replace(tzinfo=UTC))
             assert row[column].tzinfo is not None  # naive times must not reach ClickHouse
     assert row["timestamp"].tzinfo is not None
+
+
+def test_embedded_store_sets_its_allocator_before_loading_chdb(tmp_path: Path) -> None:
+    """A fresh process: the allocator setting is in place when chdb loads, an operator's
+    own setting wins, and the store works with either (rows read back)."""
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from touchpoint_collector.store import Store
+        with Store.open("chdb://" + sys.argv[1]) as store:
+            store.command("CREATE TABLE t (x UInt8) ENGINE = MergeTree ORDER BY x")
+            store.command("INSERT INTO t VALUES (7)")
+            assert store.rows("SELECT x FROM t") == [(7,)]
+            assert "chdb" in sys.modules
+            print(os.environ["JE_MALLOC_CONF"])
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "JE_MALLOC_CONF"}
+    for extra, expected in (
+        ({}, EMBEDDED_MALLOC_CONF),
+        ({"JE_MALLOC_CONF": "narenas:1"}, "narenas:1"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / expected)],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == expected
