@@ -109,11 +109,13 @@ class BuildContext:
     # -- materialisation ---------------------------------------------------------------
 
     def materialise(self) -> None:
-        names = self.rows(
-            """SELECT arraySort(groupUniqArray(touchpoint)), arraySort(groupUniqArray(channel))
-            FROM events WHERE touchpoint != ''""",
-        )[0]
-        self.touchpoints, self.channels = list(names[0]), list(names[1])
+        # Every name stored, filtered or not (a superset is harmless): cheap without FINAL.
+        found = self.store.query(
+            "SELECT DISTINCT touchpoint, channel FROM events WHERE touchpoint != ''",
+            settings={"final": 0},
+        ).result_rows
+        self.touchpoints = sorted({str(t) for t, _ in found})
+        self.channels = sorted({str(c) for _, c in found})
         params: dict[str, Any] = {}
         select = persons_sql(
             self.filters,

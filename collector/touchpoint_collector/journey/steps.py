@@ -214,13 +214,18 @@ def persons_sql(
         arrayMap(e -> e_ts[e - 1], e_end) AS lt,
         arrayMap((s, e) -> toUInt32(e - s), e_start, e_end) AS rep,
         arrayMap(s -> u_sc[o[s]], e_start) AS sc,
-        arrayMap((s, e) -> arrayMax(arrayMap(i -> u_sti[o[i]], range(s, e))), e_start, e_end) AS e_sti,
         arrayMap(s -> toUInt32(e_jid[s]), e_start) AS jn,
         arrayFilter(k -> e_nj[e_start[k]] = 1, arrayEnumerate(e_start)) AS jf,
         arrayMap((f, x) -> toUInt32(x - f), jf, arrayPushBack(arraySlice(jf, 2), length(e_start) + 1)) AS jl,
         arrayMap((k, j) -> toUInt32(k - jf[j] + 1), arrayEnumerate(e_start), jn) AS pos,
         arrayMap((f, l) -> lt[f + l - 1], jf, jl) AS jlast,
-        arrayMap((f, l) -> arrayMax(arraySlice(e_sti, f, l)), jf, jl) AS jsti,
+        -- stitched journeys: a stitched event between the journey's first and last event
+        arrayPushFront(arrayCumSum(arrayMap(i -> u_sti[i], o)), 0) AS e_sti_before,
+        arrayFilter(i -> e_nj[i] = 1, range(1, n + 1)) AS e_jstart,
+        arrayMap(
+            (a, b) -> toUInt8(e_sti_before[b] > e_sti_before[a]),
+            e_jstart, arrayPushBack(arraySlice(e_jstart, 2), n + 1)
+        ) AS jsti,
         arrayMap((t, s) -> toUInt8(t = {{goal_code:UInt16}} OR s = {{goal_stage_idx:Int8}}), tp, sg) AS g
     FROM (
         SELECT
