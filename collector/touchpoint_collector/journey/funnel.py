@@ -7,34 +7,39 @@ from touchpoint_collector.journey.context import BuildContext
 from touchpoint_collector.journey.model import BackwardMove, StageRow
 from touchpoint_collector.journey.steps import STAGE_NAMES
 
-# Per person and stage s, per journey (f: its first step, l: its length):
-#   fi: the journey's first step in s (position in the journey, 0: none),
-#   ni: its first step in s + 1 after fi, dt: the time between them.
+# Per person, one element per stage s (0-4): reached, dropped (an ended journey's last step
+# is in s), and per journey the time from its first step in s to its first step in s + 1
+# after that (-1: no such pair; position in the journey: `fi`, `ni`). Summed element-wise
+# over persons (-ForEach), so no row is repeated per stage.
 FUNNEL_SQL = """
-SELECT s,
-       countIf(has(sg, s)) AS persons,
-       countIf(arrayExists(x -> x > 0, ni)) AS converted,
-       sum(arrayCount(x -> x > 0, ni)) AS journeys_converted,
-       quantileExactArray(0.5)(dts) AS median_ms,
-       quantileExactArray(0.9)(dts) AS p90_ms,
-       countIf(arrayExists((f, l, e) -> e = 1 AND sg[f + l - 1] = s, jf, jl, ended)) AS dropped
+SELECT sumForEach(reached) AS persons,
+       sumForEach(arrayMap(x -> toUInt64(arrayExists(d -> d >= 0, x)), dts)) AS converted,
+       sumForEach(arrayMap(x -> toUInt64(arrayCount(d -> d >= 0, x)), dts)) AS journeys_converted,
+       quantileExactArrayForEach(0.5)(arrayMap(x -> arrayFilter(d -> d >= 0, x), dts)) AS median_ms,
+       quantileExactArrayForEach(0.9)(arrayMap(x -> arrayFilter(d -> d >= 0, x), dts)) AS p90_ms,
+       sumForEach(dropped) AS dropped
 FROM (
-    SELECT s, sg, jf, jl, {ended} AS ended,
-           arrayMap((f, l) -> arrayFirstIndex(x -> x = s, arraySlice(sg, f, l)), jf, jl) AS fi,
-           arrayMap(
-               (f, l, a) -> if(a = 0, 0, arrayFirstIndex(
-                   (x, k) -> x = s + 1 AND k > a, arraySlice(sg, f, l), range(1, l + 1))),
-               jf, jl, fi
-           ) AS ni,
-           arrayFilter(
-               x -> x >= 0,
-               arrayMap((f, a, b) -> if(b > 0, ts[f + b - 1] - ts[f + a - 1], -1), jf, fi, ni)
-           ) AS dts
+    SELECT
+        arrayMap(s -> toUInt64(has(sg, s)), range(5)) AS reached,
+        arrayMap(
+            s -> toUInt64(arrayExists((f, l, e) -> e = 1 AND sg[f + l - 1] = s, jf, jl, {ended})),
+            range(5)
+        ) AS dropped,
+        arrayMap(s -> arrayMap((f, l) -> arrayFirstIndex(x -> x = s, arraySlice(sg, f, l)), jf, jl), range(5)) AS fi,
+        arrayMap(
+            (s, firsts) -> arrayMap(
+                (f, l, a) -> if(a = 0, 0, arrayFirstIndex(
+                    (x, k) -> x = s + 1 AND k > a, arraySlice(sg, f, l), range(1, l + 1))),
+                jf, jl, firsts),
+            range(5), fi
+        ) AS ni,
+        arrayMap(
+            (firsts, nexts) -> arrayMap(
+                (f, a, b) -> if(b > 0, ts[f + b - 1] - ts[f + a - 1], -1), jf, firsts, nexts),
+            fi, ni
+        ) AS dts
     FROM {persons}
-    ARRAY JOIN range(5) AS s
 )
-GROUP BY s
-ORDER BY s
 """
 
 # Adjacent steps of a journey moving to an earlier stage, keyed from * 8 + to; `occ` = 1
@@ -58,13 +63,11 @@ ORDER BY from_idx, to_idx
 
 
 def compute(ctx: BuildContext) -> tuple[list[StageRow], list[BackwardMove]]:
-    found = {
-        row[0]: row for row in ctx.rows(FUNNEL_SQL.format(persons=ctx.persons, ended=ctx.ended))
-    }
+    per_stage = ctx.rows(FUNNEL_SQL.format(persons=ctx.persons, ended=ctx.ended))[0]
     stages = []
     for idx, stage in enumerate(STAGE_NAMES):
-        _, persons, converted, journeys_converted, median_ms, p90_ms, dropped = found.get(
-            idx, (idx, 0, 0, 0, 0, 0, 0)
+        persons, converted, journeys_converted, median_ms, p90_ms, dropped = (
+            (column[idx] if len(column) > idx else 0) for column in per_stage
         )
         last = idx == len(STAGE_NAMES) - 1
         stages.append(

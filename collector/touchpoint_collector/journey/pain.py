@@ -57,7 +57,6 @@ FROM (SELECT person, tp, {LOOPED} AS looped FROM {{persons}})
 ARRAY JOIN arrayDistinct(tp) AS t
 GROUP BY t
 """
-LOOPERS_SQL = f"SELECT countIf(notEmpty({LOOPED})) FROM {{persons}}"
 
 # Per step: 1 + the time of the latest goal step before it in its journey (-1: none), so
 # an issue counts when it comes within the window after some goal step of its journey.
@@ -80,7 +79,6 @@ FROM (SELECT person, {POST_GOAL_HITS} AS hits FROM {{persons}})
 ARRAY JOIN hits AS t
 GROUP BY t
 """
-POST_GOAL_ANY_SQL = f"SELECT countIf(notEmpty({POST_GOAL_HITS})) FROM {{persons}}"
 
 # Scores, each about the step before it (its own step when first); `occ` = 1 at a person's
 # first score about a touchpoint, `low_occ` = 1 at their first low one.
@@ -99,8 +97,15 @@ ARRAY JOIN about AS a, low AS is_low, arrayEnumerateUniq(about) AS occ,
            arrayEnumerateUniq(about, low) AS low_occ
 GROUP BY a
 """
-LOW_SCORE_BASE_SQL = """
-SELECT countIf(notEmpty(about)), countIf(has(low, 1)) FROM ({scored})
+
+# The baselines, in one pass: persons who loop, who have any issue soon after a goal,
+# who gave a score, who gave a low one.
+BASELINES_SQL = f"""
+SELECT countIf(notEmpty({LOOPED})),
+       countIf(notEmpty({POST_GOAL_HITS})),
+       countIf(arrayExists(s -> s IS NOT NULL, sc)),
+       countIf(arrayExists(s -> s IS NOT NULL AND assumeNotNull(s) <= {{{{low:Float32}}}}, sc))
+FROM {{persons}}
 """
 
 
@@ -136,6 +141,13 @@ def compute(
                 detail=detail,
             )
         )
+
+    issues = ctx.codes(ctx.settings.post_goal_touchpoints)
+    window_ms = int(ctx.settings.post_goal_days * 86_400_000)
+    low = ctx.settings.low_score_max
+    loopers, any_issue, scored_persons, low_persons = ctx.rows(
+        BASELINES_SQL.format(**fmt), issues=issues, window_ms=window_ms, low=low
+    )[0]
 
     # drop-off, against the drop-off of the touchpoint's stage
     rows = [(ctx.name(t), *rest) for t, *rest in ctx.rows(DROPOFF_SQL.format(**fmt))]
@@ -187,7 +199,6 @@ def compute(
             )
 
     # loops and rework
-    loopers = ctx.rows(LOOPERS_SQL.format(**fmt))[0][0]
     loop_baseline = loopers / persons_total if persons_total else 0.0
     for code, population, affected, examples in ctx.rows(LOOP_SQL.format(**fmt)):
         tp = ctx.name(code)
@@ -204,12 +215,7 @@ def compute(
             )
 
     # issues soon after the goal
-    issues = ctx.codes(ctx.settings.post_goal_touchpoints)
-    window_ms = int(ctx.settings.post_goal_days * 86_400_000)
     if converted_total >= support and issues:
-        any_issue = ctx.rows(POST_GOAL_ANY_SQL.format(**fmt), issues=issues, window_ms=window_ms)[
-            0
-        ][0]
         baseline = any_issue / converted_total
         for code, affected, examples in ctx.rows(
             POST_GOAL_SQL.format(**fmt), issues=issues, window_ms=window_ms
@@ -230,8 +236,6 @@ def compute(
 
     # low feedback scores, attributed to what they are about
     scored = SCORED.format(**fmt)
-    low = ctx.settings.low_score_max
-    scored_persons, low_persons = ctx.rows(LOW_SCORE_BASE_SQL.format(scored=scored), low=low)[0]
     baseline = low_persons / scored_persons if scored_persons else 0.0
     for code, population, affected, examples in ctx.rows(
         LOW_SCORE_SQL.format(scored=scored), low=low

@@ -425,3 +425,36 @@ def test_derived_cross_cutting_touchpoint_keeps_its_node(store: Store) -> None:
     events, identities = read_rows(store)
     expected = reference_map(events, identities, MapFilters(), settings, T0 + 5 * DAY)
     assert differences(expected, plain(built)) == []
+
+
+def test_working_table_on_disk_gives_the_same_map(store: Store, monkeypatch: Any) -> None:
+    """Past `IN_MEMORY_MAX_EVENTS` the build's working table is a MergeTree on disk; the map
+    must not change with where it lives."""
+    from touchpoint_collector.journey import context
+
+    log = [
+        track("anon1", "site_visit", 0 * HOUR),
+        track("anon1", "product_viewed", 1 * HOUR),
+        identify("anon1", "u1", 2 * HOUR, persona="smb"),
+        track("u1", "purchase", DAY),
+        track("u1", "support_contact", 2 * DAY, properties={"score": 3}),
+        track("u2", "site_visit", 0 * HOUR),
+        track("u2", "site_visit", 2 * HOUR),
+    ]
+    settings = MapSettings(gap_days=7, end_after_days=1, min_support=1)
+    in_memory = build(store, log, settings, as_of=T0 + 30 * DAY)
+    engines: list[str] = []
+    original = context.BuildContext._engine
+
+    def spy(self: context.BuildContext) -> str:
+        engines.append(original(self))
+        return engines[-1]
+
+    monkeypatch.setattr(context, "IN_MEMORY_MAX_EVENTS", 0)
+    monkeypatch.setattr(context.BuildContext, "_engine", spy)
+    on_disk = build_map(store, MapFilters(), settings, as_of=T0 + 30 * DAY)
+    assert engines and engines[0].startswith("MergeTree")
+    ignore = {"built_at", "build_seconds"}
+    assert {k: v for k, v in plain(on_disk).items() if k not in ignore} == {
+        k: v for k, v in plain(in_memory).items() if k not in ignore
+    }
