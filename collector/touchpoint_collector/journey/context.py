@@ -37,6 +37,29 @@ SPILL_SETTINGS: dict[str, Any] = {
 }
 
 
+MAX_CODES = 65_535
+WORKING_TABLE_PATTERN = "^_map_[0-9a-f]{12}_persons$"
+STALE_AFTER_SECONDS = 6 * 3600
+"""A working table this old belongs to a build that died (killed mid-build): no build
+runs for hours, and a live one may belong to another process, so younger ones stay."""
+
+
+def sweep_stale(store: Store, older_than_seconds: float = STALE_AFTER_SECONDS) -> list[str]:
+    """Drop the working tables that crashed builds left behind; their names."""
+    stale = [
+        str(name)
+        for (name,) in store.query(
+            """SELECT name FROM system.tables
+            WHERE database = currentDatabase() AND match(name, {pattern:String})
+              AND metadata_modification_time < now() - {age:Float64}""",
+            parameters={"pattern": WORKING_TABLE_PATTERN, "age": older_than_seconds},
+        ).result_rows
+    ]
+    for name in stale:
+        store.command(f"DROP TABLE IF EXISTS {quote_ident(name)} SYNC")
+    return stale
+
+
 @dataclass
 class BuildContext:
     store: Store
@@ -114,6 +137,7 @@ class BuildContext:
     # -- materialisation ---------------------------------------------------------------
 
     def materialise(self) -> None:
+        sweep_stale(self.store)
         # Every name stored, filtered or not (a superset is harmless): cheap without FINAL.
         found = self.store.query(
             "SELECT DISTINCT touchpoint, channel FROM events WHERE touchpoint != ''",
@@ -121,6 +145,12 @@ class BuildContext:
         ).result_rows
         self.touchpoints = sorted({str(t) for t, _ in found})
         self.channels = sorted({str(c) for _, c in found})
+        if max(len(self.touchpoints), len(self.channels)) >= MAX_CODES:
+            # Codes are UInt16 and pairs of them pack into a UInt32.
+            raise ValueError(
+                f"{len(self.touchpoints)} touchpoints and {len(self.channels)} channels in "
+                f"the events; a map handles fewer than {MAX_CODES} of each"
+            )
         params: dict[str, Any] = {}
         select = persons_sql(
             self.filters,

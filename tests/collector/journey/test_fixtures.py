@@ -458,3 +458,22 @@ def test_working_table_on_disk_gives_the_same_map(store: Store, monkeypatch: Any
     assert {k: v for k, v in plain(on_disk).items() if k not in ignore} == {
         k: v for k, v in plain(in_memory).items() if k not in ignore
     }
+
+
+def test_a_crashed_builds_working_table_is_swept(store: Store) -> None:
+    """A build killed mid-way leaves its working table behind; the next build's sweep
+    drops it once it is old enough, and leaves other tables alone."""
+    from touchpoint_collector.journey.context import sweep_stale
+
+    store.command("CREATE TABLE `_map_0123456789ab_persons` (x UInt8) ENGINE = Memory")
+    store.command("CREATE TABLE `_map_notes` (x UInt8) ENGINE = Memory")
+    assert sweep_stale(store) == []  # young: may be another process's live build
+    assert sweep_stale(store, older_than_seconds=-60) == ["_map_0123456789ab_persons"]
+    names = {
+        row[0]
+        for row in store.query(
+            "SELECT name FROM system.tables WHERE database = currentDatabase()"
+        ).result_rows
+    }
+    assert "_map_0123456789ab_persons" not in names
+    assert "_map_notes" in names
