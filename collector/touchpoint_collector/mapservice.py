@@ -3,13 +3,16 @@
 Map builds are heavy ClickHouse queries, so they run one at a time, in a worker thread, on
 a store connection of their own. The default map (the configured window, no filters) is
 rebuilt every ``map.refresh_seconds`` and served from memory; a filtered request builds
-its own map on demand.
+its own map on demand, and the same request within ``map.refresh_seconds`` is served that
+map again (the default map's freshness), so a viewer tab polling a filtered map costs one
+build per refresh interval, not one per poll. ``fresh=1`` always rebuilds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -36,6 +39,8 @@ QUERY_KEYS = (
     "min_support",
 )
 LIST_KEYS = {"source": "sources", "channel": "channels", "property": "properties"}
+CACHED_MAPS = 32
+"""Filtered maps kept for reuse (the least recently built go first)."""
 
 
 class MapService:
@@ -47,6 +52,7 @@ class MapService:
         self._map_store: Store | None = None
         self._lock = asyncio.Lock()
         self.latest: JourneyMap | None = None
+        self._cache: dict[tuple[tuple[str, tuple[str, ...]], ...], tuple[float, JourneyMap]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def _store_for_maps(self) -> Store:
@@ -110,13 +116,23 @@ class MapService:
             if self.latest is None or query.get("fresh"):
                 return await self.rebuild_default()
             return self.latest
+        key = tuple(sorted((k, tuple(v)) for k, v in wanted.items()))
+        cached = self._cache.get(key)
+        if cached and not query.get("fresh"):
+            built_at, found = cached
+            if time.monotonic() - built_at < self.config.map.refresh_seconds:
+                return found
         kwargs: dict[str, object] = {key: query[key][-1] for key in QUERY_KEYS if key in query}
-        for key, target in LIST_KEYS.items():
-            if key in query:
-                kwargs[target] = list(query[key])
+        for name, target in LIST_KEYS.items():
+            if name in query:
+                kwargs[target] = list(query[name])
         now = datetime.now(UTC)
         filters, settings = parse(**kwargs, base=self.settings, now=now)  # type: ignore[arg-type]
-        return await self.build(filters, settings, now)
+        built = await self.build(filters, settings, now)
+        self._cache[key] = (time.monotonic(), built)
+        while len(self._cache) > CACHED_MAPS:
+            del self._cache[min(self._cache, key=lambda k: self._cache[k][0])]
+        return built
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -101,6 +101,22 @@ def test_map_filters_and_auth(shop: CollectorProcess) -> None:
     assert "since" in bad.json()["error"]["message"] or "time" in bad.json()["error"]["message"]
 
 
+def test_a_polled_filtered_map_is_built_once_per_refresh_interval(shop: CollectorProcess) -> None:
+    """Viewer tabs poll filtered maps; the same filters within `map.refresh_seconds` get the
+    map already built (same `built_at`), `fresh=1` rebuilds, other filters build their own."""
+    auth = {"Authorization": f"Bearer {shop.read_key()}"}
+
+    def built_at(query: str) -> str:
+        response = shop.request("GET", f"/v1/map?{query}", headers=auth)
+        assert response.status == 200
+        return str(response.json()["built_at"])
+
+    first = built_at("since=30d&source=web")
+    assert built_at("source=web&since=30d") == first  # same filters, any order
+    assert built_at("since=30d&source=web&fresh=1") != first
+    assert built_at("since=31d&source=web") != first
+
+
 def map_cli(shop: CollectorProcess, fmt: str) -> subprocess.CompletedProcess[str]:
     """`touchpoint map` in another process, pointed at the running collector's data dir."""
     return subprocess.run(
