@@ -250,7 +250,7 @@ def persons_sql(
                 groupArray(toInt8(transform(stage, {STAGE_ARRAY}, [1, 2, 3, 4, 5], 0) - 1)) AS i_sg,
                 groupArray({ch_code}) AS i_ch,
                 groupArray(score) AS i_sc
-            FROM events
+            FROM events  -- deduplicated: every build query runs with final = 1
             WHERE {where}
             GROUP BY person_id
         ) AS e
