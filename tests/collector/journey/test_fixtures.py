@@ -477,3 +477,51 @@ def test_a_crashed_builds_working_table_is_swept(store: Store) -> None:
     }
     assert "_map_0123456789ab_persons" not in names
     assert "_map_notes" in names
+
+
+def test_feedback_scores_feelings_and_low_score_pain_points(store: Store) -> None:
+    """Scores sit among unscored events; each is about the step before it (its own when
+    first).
+
+    u1: site_visit, product_viewed, purchase, feedback_given (score 3), support_contact.
+      The 3 is about purchase (purchase stage). The support contact's previous step is
+      feedback_given (retention), so retention has one negative person.
+    u2: site_visit, feedback_given (score 9): the 9 is about site_visit (awareness).
+    u3: feedback_given (score 2), the first step: about itself (retention).
+
+    Grid mean scores: awareness 9, consideration none, purchase 3, retention 2, advocacy
+    none. Retention persons: u1, u2, u3 (feedback_given), so the negative rate is 1/3.
+    Low scores (<= 4): u1 about purchase, u3 about feedback_given; 2 of 3 scoring persons
+    -> baseline 2/3. Each is the only score about its touchpoint: rate 1.
+    """
+    minute = timedelta(minutes=1)
+    log = [
+        track("u1", "site_visit", 0 * HOUR),
+        track("u1", "product_viewed", 1 * HOUR),
+        track("u1", "purchase", 2 * HOUR),
+        track("u1", "feedback_given", 3 * HOUR, properties={"score": 3}),
+        track("u1", "support_contact", 4 * HOUR),
+        track("u2", "site_visit", 0 * HOUR),
+        track("u2", "feedback_given", 30 * minute, properties={"score": 9}),
+        track("u3", "feedback_given", 0 * HOUR, properties={"score": 2}),
+    ]
+    settings = MapSettings(gap_days=60, end_after_days=1, min_support=1, low_score_max=4)
+    built = build(store, log, settings, as_of=T0 + 30 * DAY)
+
+    grid = {column.stage: column for column in built.grid}
+    assert {stage: column.mean_score for stage, column in grid.items()} == {
+        "awareness": 9.0,
+        "consideration": None,
+        "purchase": 3.0,
+        "retention": 2.0,
+        "advocacy": None,
+    }
+    assert approx(grid["retention"].negative_signal_rate, 1 / 3)
+    assert grid["awareness"].negative_signal_rate == 0.0
+    assert approx(grid["purchase"].sentiment, (3.0 - 5.5) / 4.5)
+
+    low = {p.touchpoint: p for p in built.pain_points if p.kind == "low_score"}
+    assert set(low) == {"purchase", "feedback_given"}
+    assert (low["purchase"].persons, low["purchase"].examples) == (1, ["u1"])
+    assert (low["feedback_given"].persons, low["feedback_given"].examples) == (1, ["u3"])
+    assert all(p.rate == 1.0 and approx(p.baseline, 2 / 3) for p in low.values())
