@@ -26,6 +26,9 @@ Readings of the spec where it leaves room (each is listed in the test report as 
   ``conversion_rate`` and time-to-next: there is nothing to convert to.
 * Path to goal prefixes are not truncated by ``max_path_steps``.
 * ``goal_rate`` is 0 when there are no persons.
+* Pain points: the drop-off baseline leaves the goal touchpoint out of its stage's sums (as
+  the touchpoint itself is left out); a step's score is its run's first event's score; the
+  grid's texts (pain point details, opportunities) are presentation, not compared.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ START, END, IN_PROGRESS = "START", "END", "IN_PROGRESS"
 
 EVENTS_QUERY = (
     "SELECT person_id, message_id, touchpoint, stage, channel, timestamp, ingest_seq, "
-    "source, properties, type, traits FROM events FINAL"
+    "source, properties, type, traits, score FROM events FINAL"
 )
 IDENTITIES_QUERY = "SELECT anonymous_id, user_id, first_seen FROM identities"
 """Every identities row (no FINAL): ``link`` needs each link's first sighting."""
@@ -71,6 +74,7 @@ class EventRow:
     properties: str
     type: str
     traits: str
+    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,10 @@ class Step:
     channel: str
     ts: datetime
     repeats: int
+    last_ts: datetime | None = None
+    """The timestamp of the run's last event."""
+    score: float | None = None
+    """The run's first event's score."""
 
 
 @dataclass
@@ -256,13 +264,17 @@ def reference_map(
     }
 
     cross_cutting = cross_cutting_touchpoints(journeys, settings)
+    stages = stage_rows(journeys)
+    node_stage = {tp: stage for tp, (_, stage) in buckets(steps, settings, cross_cutting).items()}
     return {
         "coverage": coverage,
-        "stages": stage_rows(journeys),
+        "stages": stages,
         "backward_moves": backward_moves(journeys),
         **flow(journeys, steps, len(persons), settings, cross_cutting, is_goal),
         **paths(journeys, settings, is_goal),
         "drivers": drivers(journeys, persons, settings, cross_cutting, is_goal),
+        "pain_points": pain_points(journeys, persons, converted, settings, node_stage, is_goal),
+        "grid": grid(journeys, stages, len(persons), settings, node_stage),
     }
 
 
@@ -339,6 +351,8 @@ def split_journeys(
                     channel=first.channel,
                     ts=first.timestamp,
                     repeats=len(run),
+                    last_ts=run[-1].timestamp,
+                    score=first.score,
                 )
             )
         journeys.append(journey)
@@ -682,6 +696,223 @@ def drivers(
     return [row for _, _, row in sorted(rows, key=lambda r: r[:2])]
 
 
+# --- pain points ------------------------------------------------------------------------
+
+PAIN_KINDS = ("dropoff", "slow_step", "loop", "post_goal_issue", "low_score")
+
+
+def pain_points(
+    journeys: list[Journey],
+    persons: list[str],
+    converted: set[str],
+    settings: MapSettings,
+    node_stage: dict[str, str],
+    is_goal: Callable[[Step], bool],
+) -> list[dict[str, Any]]:
+    """In :func:`pain_order` (``differences`` compares them in that order on both sides; the
+    SQL's own list is checked against the spec's order separately)."""
+    support = settings.min_support
+    found: list[dict[str, Any]] = []
+
+    def add(kind: str, tp: str, affected: set[str], rate: float, baseline: float) -> None:
+        found.append(
+            {
+                "kind": kind,
+                "touchpoint": tp,
+                "stage": node_stage.get(tp, ""),
+                "persons": len(affected),
+                "rate": rate,
+                "baseline": baseline,
+                "examples": sorted(affected)[:5],
+            }
+        )
+
+    population: dict[str, set[str]] = defaultdict(set)
+    for journey in journeys:
+        for step in journey.steps:
+            population[step.touchpoint].add(journey.person)
+
+    # drop-off
+    goal_tp = "" if settings.goal.startswith("stage:") else settings.goal
+    dropped: dict[str, set[str]] = defaultdict(set)
+    for journey in journeys:
+        if journey.ended and not any(is_goal(s) for s in journey.steps):
+            dropped[journey.steps[-1].touchpoint].add(journey.person)
+    candidates = [tp for tp in population if tp != goal_tp]
+    for tp in candidates:
+        same = [t for t in candidates if node_stage.get(t, "") == node_stage.get(tp, "")]
+        baseline = ratio_or_zero(
+            sum(len(dropped[t]) for t in same), sum(len(population[t]) for t in same)
+        )
+        rate = len(dropped[tp]) / len(population[tp])
+        if len(population[tp]) >= support and rate >= 0.2 and rate >= 1.5 * baseline:
+            add("dropoff", tp, dropped[tp], rate, baseline)
+
+    # slow steps
+    pair_persons: dict[tuple[str, str], set[str]] = defaultdict(set)
+    pair_seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for journey in journeys:
+        for before, after in itertools.pairwise(journey.steps):
+            pair_persons[(before.touchpoint, after.touchpoint)].add(journey.person)
+            pair_seconds[(before.touchpoint, after.touchpoint)].append(
+                seconds(after.ts - before.ts)
+            )
+    medians = {
+        pair: quantile(pair_seconds[pair], 0.5)
+        for pair, who in pair_persons.items()
+        if len(who) >= support
+    }
+    for (a, b), median in medians.items():
+        typical = [
+            m for (x, _), m in medians.items() if node_stage.get(x, "") == node_stage.get(a, "")
+        ]
+        baseline = quantile(typical, 0.5)
+        if median >= 3 * baseline and median >= 3600:
+            add("slow_step", a, pair_persons[(a, b)], median, baseline)
+
+    # loops
+    looped: dict[str, set[str]] = defaultdict(set)
+    for journey in journeys:
+        counts = Counter(s.touchpoint for s in journey.steps)
+        for tp, n in counts.items():
+            if n >= 2:
+                looped[tp].add(journey.person)
+    loopers = set().union(*looped.values()) if looped else set()
+    loop_baseline = ratio_or_zero(len(loopers), len(persons))
+    for tp, who in population.items():
+        rate = len(looped[tp]) / len(who)
+        if len(who) >= support and looped[tp] and rate >= 0.2:
+            add("loop", tp, looped[tp], rate, loop_baseline)
+
+    # issues soon after the goal
+    window = settings.post_goal_days * 86400.0
+    issue_persons: dict[str, set[str]] = defaultdict(set)
+    for journey in journeys:
+        for i, step in enumerate(journey.steps):
+            if step.touchpoint not in settings.post_goal_touchpoints:
+                continue
+            if any(
+                is_goal(goal) and seconds(step.ts - goal.ts) <= window for goal in journey.steps[:i]
+            ):
+                issue_persons[step.touchpoint].add(journey.person)
+    if len(converted) >= support and settings.post_goal_touchpoints:
+        anyone = set().union(*issue_persons.values()) if issue_persons else set()
+        baseline = len(anyone) / len(converted)
+        for tp, who in issue_persons.items():
+            rate = len(who) / len(converted)
+            if rate >= 0.1:
+                add("post_goal_issue", tp, who, rate, baseline)
+
+    # low scores, each about the step before it (itself when first)
+    scored: dict[str, set[str]] = defaultdict(set)
+    low: dict[str, set[str]] = defaultdict(set)
+    for journey in journeys:
+        for i, step in enumerate(journey.steps):
+            if step.score is None:
+                continue
+            about = journey.steps[i - 1].touchpoint if i else step.touchpoint
+            scored[about].add(journey.person)
+            if step.score <= settings.low_score_max:
+                low[about].add(journey.person)
+    all_scored = set().union(*scored.values()) if scored else set()
+    all_low = set().union(*low.values()) if low else set()
+    baseline = ratio_or_zero(len(all_low), len(all_scored))
+    for tp, who in scored.items():
+        rate = len(low[tp]) / len(who)
+        if len(who) >= support and rate >= 0.25:
+            add("low_score", tp, low[tp], rate, baseline)
+
+    return sorted(found, key=pain_order)
+
+
+# --- the grid ------------------------------------------------------------------------------
+
+
+def grid(
+    journeys: list[Journey],
+    stages: list[dict[str, Any]],
+    total_persons: int,
+    settings: MapSettings,
+    node_stage: dict[str, str],
+) -> list[dict[str, Any]]:
+    from touchpoint_schemas.taxonomy import Taxonomy
+
+    taxonomy = Taxonomy.standard()
+
+    def online(channel: str) -> bool:
+        """The taxonomy's flag; a channel it does not know counts as online."""
+        found = taxonomy.channel(channel)
+        return found.online if found is not None else True
+
+    persons_at: dict[str, set[str]] = defaultdict(set)
+    channel_steps: dict[str, Counter[str]] = defaultdict(Counter)
+    dwell: dict[str, list[float]] = defaultdict(list)
+    scores: dict[str, list[float]] = defaultdict(list)
+    negative: dict[str, set[str]] = defaultdict(set)
+    for journey in journeys:
+        in_stage: dict[str, list[Step]] = defaultdict(list)
+        for i, step in enumerate(journey.steps):
+            persons_at[step.touchpoint].add(journey.person)
+            if step.stage:
+                channel_steps[step.stage][step.channel] += 1
+                in_stage[step.stage].append(step)
+            about = journey.steps[i - 1].stage if i else step.stage
+            if about and step.score is not None:
+                scores[about].append(step.score)
+            if about and step.touchpoint in settings.negative_touchpoints:
+                negative[about].add(journey.person)
+        for stage, steps_there in in_stage.items():
+            last = steps_there[-1].last_ts
+            assert last is not None
+            dwell[stage].append(seconds(last - steps_there[0].ts))
+    columns = []
+    for row in stages:
+        stage = row["stage"]
+        channels = channel_steps[stage]
+        total_steps = sum(channels.values())
+        mean = sum(scores[stage]) / len(scores[stage]) if scores[stage] else None
+        negative_rate = len(negative[stage]) / row["persons"] if row["persons"] else 0.0
+        if not row["persons"]:
+            sentiment = None
+        elif mean is None:
+            sentiment = -negative_rate
+        else:
+            sentiment = max(-1.0, min(1.0, (mean - 5.5) / 4.5 - negative_rate))
+        columns.append(
+            {
+                "stage": stage,
+                "persons": row["persons"],
+                "conversion_to_next": row["conversion_rate"],
+                "dropoff_rate": row["dropoff_rate"],
+                "touchpoints": [
+                    {
+                        "touchpoint": tp,
+                        "persons": len(persons_at[tp]),
+                        "reach": len(persons_at[tp]) / total_persons,
+                    }
+                    for tp in sorted(
+                        (t for t in persons_at if node_stage.get(t) == stage),
+                        key=lambda t: (-len(persons_at[t]), t),
+                    )
+                ],
+                "channels": [
+                    {
+                        "channel": name,
+                        "online": online(name),
+                        "steps": n,
+                        "share": n / total_steps,
+                    }
+                    for name, n in sorted(channels.items(), key=lambda c: (-c[1], c[0]))
+                ],
+                "median_seconds_in_stage": quantile(dwell[stage], 0.5) if dwell[stage] else None,
+                "mean_score": mean,
+                "negative_signal_rate": negative_rate,
+                "sentiment": sentiment,
+            }
+        )
+    return columns
+
+
 # --- comparing with the SQL's result -------------------------------------------------------
 
 
@@ -698,6 +929,18 @@ UNORDERED = {"backward_moves": ("from_stage", "to_stage")}
 """Lists whose order the spec does not fix: compared sorted by these keys."""
 
 
+def pain_order(point: dict[str, Any]) -> tuple[Any, ...]:
+    """The spec's order (kind, rate descending, touchpoint), then persons and examples for
+    the ties it leaves (a touchpoint's slow steps towards different next touchpoints)."""
+    return (
+        PAIN_KINDS.index(point["kind"]),
+        -point["rate"],
+        point["touchpoint"],
+        point["persons"],
+        point["examples"],
+    )
+
+
 def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
     """Where ``actual`` differs from ``expected`` (only the keys ``expected`` has)."""
     if isinstance(expected, dict):
@@ -709,6 +952,8 @@ def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
                 found.append(f"{path}.{key}: missing")
                 continue
             other = actual[key]
+            if key == "pain_points" and isinstance(value, list) and isinstance(other, list):
+                value, other = sorted(value, key=pain_order), sorted(other, key=pain_order)
             if key in UNORDERED and isinstance(value, list) and isinstance(other, list):
                 fields = UNORDERED[key]
                 value = sorted(value, key=lambda r: [STAGE_ORDER.get(r[f], -1) for f in fields])

@@ -2,10 +2,10 @@
 
 Each example writes a generated event log into the store, reads the rows back, and
 compares ``build_map`` (SQL) with ``reference_map`` (Python, written from the spec alone):
-coverage, stage funnel, backward moves, nodes, edges, paths, path to goal and drivers,
-lists in the spec's order, floats to a relative 1e-9. Two further checks look only at the
-SQL result: flow conservation, and each edge's persons against a two-step funnel counted
-directly from the rows.
+coverage, stage funnel, backward moves, nodes, edges, paths, path to goal, drivers, pain
+points (with their evidence) and the grid, lists in the spec's order, floats to a relative
+1e-9. Further checks look only at the SQL result: flow conservation, each edge's persons
+against a two-step funnel counted directly from the rows, and the pain points' order.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from tests.collector.journey.generators import (
 from tests.collector.journey.reference import (
     END,
     IN_PROGRESS,
+    PAIN_KINDS,
     START,
     Journeys,
     differences,
@@ -66,6 +67,8 @@ def check(store: Store, scenario: Scenario) -> None:
     assert not found, "SQL != reference:\n" + "\n".join(found) + "\n" + scenario.describe()
     assert_flow_conserved(actual)
     assert_edges_are_two_step_funnels(actual, journeys)
+    order = [(PAIN_KINDS.index(p.kind), -p.rate, p.touchpoint) for p in actual.pain_points]
+    assert order == sorted(order), "pain points not in the spec's order"
 
 
 def assert_flow_conserved(built: JourneyMap) -> None:
