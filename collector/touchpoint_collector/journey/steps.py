@@ -213,7 +213,7 @@ def persons_sql(
         arrayMap(s -> e_ts[s], e_start) AS ts,
         arrayMap(e -> e_ts[e - 1], e_end) AS lt,
         arrayMap((s, e) -> toUInt32(e - s), e_start, e_end) AS rep,
-        arrayMap(s -> if(isNaN(u_sc[o[s]]), NULL, u_sc[o[s]]), e_start) AS sc,
+        arrayMap(x -> if(isNaN(x), NULL, x), arrayMap(s -> u_sc[o[s]], e_start)) AS sc,
         arrayMap(s -> toUInt32(e_jid[s]), e_start) AS jn,
         arrayFilter(k -> e_nj[e_start[k]] = 1, arrayEnumerate(e_start)) AS jf,
         arrayMap((f, x) -> toUInt32(x - f), jf, arrayPushBack(arraySlice(jf, 2), length(e_start) + 1)) AS jl,
@@ -250,7 +250,7 @@ def persons_sql(
                 groupArray(toInt8(transform(stage, {STAGE_ARRAY}, [1, 2, 3, 4, 5], 0) - 1)) AS i_sg,
                 groupArray({ch_code}) AS i_ch,
                 -- groupArray skips NULLs: keep the places of missing scores as NaN
-                groupArray(ifNull(score, nan)) AS i_sc
+                groupArray(ifNull(score, toFloat32(nan))) AS i_sc
             FROM events  -- deduplicated: every build query runs with final = 1
             WHERE {where}
             GROUP BY person_id

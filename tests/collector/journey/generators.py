@@ -350,5 +350,5 @@ def clear(store: Store) -> None:
 
 def read_rows(store: Store) -> tuple[list[EventRow], list[IdentityRow]]:
     events = [EventRow(*row) for row in store.rows(EVENTS_QUERY)]
-    identities = [IdentityRow(*row) for row in store.rows(IDENTITIES_QUERY, final=0)]
+    identities = [IdentityRow(*row) for row in store.rows(IDENTITIES_QUERY)]
     return events, identities

@@ -6,9 +6,10 @@ read back from the store. Speed does not matter here; readability does.
 
 Readings of the spec where it leaves room (each is listed in the test report as well):
 
-* ``link(x)`` takes the smallest ``first_seen`` over the ``identities`` rows of ``x`` as
-  stored (no FINAL: "the row ... that has the smallest first_seen"; a link seen twice keeps
-  its earliest sighting among the rows not yet collapsed).
+* ``link(x)`` takes the smallest ``first_seen`` over the ``identities`` rows of ``x``
+  deduplicated with FINAL, as the spec says: a link seen twice is one row, its latest
+  sighting's. (Reading the rows as stored instead, an earlier sighting not yet merged away
+  could win: the property tests found such a log once this was the reading.)
 * Persona "as text": a string trait as itself, any other JSON value as its compact JSON.
 * A ``properties`` filter pair matches only events whose properties have the key.
 * Nodes are listed only when they have steps (an empty map has no START node either).
@@ -57,8 +58,8 @@ EVENTS_QUERY = (
     "SELECT person_id, message_id, touchpoint, stage, channel, timestamp, ingest_seq, "
     "source, properties, type, traits, score FROM events FINAL"
 )
-IDENTITIES_QUERY = "SELECT anonymous_id, user_id, first_seen FROM identities"
-"""Every identities row (no FINAL): ``link`` needs each link's first sighting."""
+IDENTITIES_QUERY = "SELECT anonymous_id, user_id, first_seen FROM identities FINAL"
+"""The identities rows as the spec reads them: deduplicated (a re-sighted link is one row)."""
 
 
 @dataclass(frozen=True)

@@ -525,3 +525,24 @@ def test_feedback_scores_feelings_and_low_score_pain_points(store: Store) -> Non
     assert (low["purchase"].persons, low["purchase"].examples) == (1, ["u1"])
     assert (low["feedback_given"].persons, low["feedback_given"].examples) == (1, ["u3"])
     assert all(p.rate == 1.0 and approx(p.baseline, 2 / 3) for p in low.values())
+
+
+def test_a_re_sighted_link_counts_with_its_latest_sighting(store: Store) -> None:
+    """The spec reads `identities` deduplicated (FINAL): a link seen twice is one row, the
+    latest sighting's. anon3 -> u2 on day 0; anon3 -> u1 on day 0 and again on day 1. As
+    stored, u1's day-0 row would tie with u2's and win on the name; deduplicated, u1's link
+    is the day-1 sighting, so anon3 resolves to u2 (the property tests found this log)."""
+
+    def link(anonymous_id: str, user_id: str, when: timedelta) -> LogEvent:
+        return identify(anonymous_id, user_id, when, persona="smb")
+
+    log = [
+        link("anon3", "u2", 0 * DAY),
+        link("anon3", "u1", 0 * DAY),
+        link("anon3", "u1", 1 * DAY),
+        track("anon3", "site_visit", 2 * DAY),
+        track("u1", "site_visit", 2 * DAY),
+    ]
+    settings = MapSettings(gap_days=7, end_after_days=1, min_support=1)
+    built = build(store, log, settings, as_of=T0 + 30 * DAY)
+    assert (built.coverage.persons, built.coverage.stitched_journeys) == (2, 1)
