@@ -33,11 +33,11 @@ WHERE pair != 0
 """
 
 # The walk of each journey, START -> its steps' nodes -> END / IN_PROGRESS, as node codes
-# (see `Walk`): `nodes` one per step, `walk` the same with each journey's START and END
-# or IN_PROGRESS appended (repeats 0 there), `pairs` (a * 65536 + b) one per step (from
-# START or the previous step) and one per journey end, with the time between two steps
-# (-1 when either end is not a step) and whether the journey has a goal step at the
-# pair's second position or later.
+# (`Buckets.node_ids`; START 1, END 2, IN_PROGRESS 3): `nodes` one per step, `walk` the
+# same with each journey's START and END or IN_PROGRESS appended (repeats 0 there),
+# `pairs` (a * 65536 + b) one per step (from START or the previous step) and one per
+# journey end, with the time between two steps (-1 when either end is not a step) and
+# whether the journey has a goal step at the pair's second position or later.
 WALK_SQL = """
 SELECT
     arrayMap(t -> transform(t, {{tp_codes:Array(UInt16)}}, {{node_codes:Array(UInt16)}}, toUInt16(0)), tp) AS nodes,
@@ -85,8 +85,6 @@ ARRAY JOIN pairs AS pair, pair_ms AS ms, goal_after AS goal, arrayEnumerateUniq(
            arrayEnumerateUniq(pairs, goal_after) AS gocc
 GROUP BY pair
 """
-
-NODE_CODES = {START: 1, END: 2, IN_PROGRESS: 3}
 
 
 class Buckets:
