@@ -7,7 +7,10 @@ Each size runs in its own process on a fresh embedded store (clean peak-RSS numb
   * once the bulk insert's background merges are idle (a collector-fed store merges
     continuously, never in one burst), ``build_map`` over everything (the full map:
     every view), timed, with peak RSS;
-  * 1% new events appended (new and returning persons), then the map built again;
+  * 1% new events appended (new and returning persons: ~10% of all persons get one),
+    then the map refreshed by a ``MapKeeper`` that kept the first build's person rows and
+    recomputes only the persons touched (timed: the refresh target), and built again from
+    scratch by ``build_map`` for comparison (the two maps must be equal: checked);
   * anchors on the same 1M log, same run: one window-function directly-follows query in
     the engine, pandas groupby/shift, pm4py format_dataframe + discover_dfg (when installed:
     ``pip install pandas pm4py``).
@@ -100,7 +103,10 @@ def worker(size: int, out_path: str) -> None:
     """One size, in its own process: generate, build, append 1%, build again."""
     from datetime import UTC, datetime
 
+    import msgspec
+
     from touchpoint_collector.journey import build_map
+    from touchpoint_collector.journey.keeper import MapKeeper
     from touchpoint_collector.migrations import migrate
     from touchpoint_collector.store import Store
 
@@ -128,8 +134,9 @@ def worker(size: int, out_path: str) -> None:
         )
         as_of = datetime(2026, 12, 1, tzinfo=UTC)
         rss_before = _rss_mib()
+        keeper = MapKeeper(store)
         started = time.perf_counter()
-        first = build_map(store, as_of=as_of)
+        first = keeper.build(as_of=as_of)
         result["full_build_seconds"] = round(time.perf_counter() - started, 2)
         result["persons"] = first.coverage.persons
         result["journeys"] = first.coverage.journeys
@@ -142,9 +149,26 @@ def worker(size: int, out_path: str) -> None:
         store.command(generate_sql(size * 3, extra, persons + extra // 10, size * 3))
         _settle(store)
         started = time.perf_counter()
-        second = build_map(store, as_of=as_of)
+        second = keeper.build(as_of=as_of)
         result["refresh_after_1pct_seconds"] = round(time.perf_counter() - started, 2)
+        assert keeper.last is not None and keeper.last.mode == "incremental"
+        result["refresh_persons_recomputed"] = keeper.last.persons_recomputed
         result["refresh_events"] = second.coverage.events
+        print(
+            f"  refresh {result['refresh_after_1pct_seconds']} s "
+            f"({keeper.last.persons_recomputed:,} persons recomputed)",
+            file=sys.stderr,
+            flush=True,
+        )
+        started = time.perf_counter()
+        again = build_map(store, as_of=as_of)
+        result["rebuild_after_1pct_seconds"] = round(time.perf_counter() - started, 2)
+        volatile = {"built_at", "build_seconds"}
+        result["refresh_equals_rebuild"] = all(
+            value == msgspec.to_builtins(again)[key]
+            for key, value in msgspec.to_builtins(second).items()
+            if key not in volatile
+        )
         result["peak_rss_mib"] = round(_peak_rss_mib(), 1)
         result["rss_growth_during_builds_mib"] = round(_peak_rss_mib() - rss_before, 1)
         if size <= 2_000_000:
@@ -244,7 +268,10 @@ def main() -> int:
         subprocess.run([sys.executable, __file__, "--worker", str(size), out], check=True)
         rows.append(json.loads(Path(out).read_text()))
         os.unlink(out)
-    header = f"{'events':>12} {'persons':>10} {'full build':>11} {'+1% rebuild':>12} {'ratio':>6} {'peak RSS':>9}"
+    header = (
+        f"{'events':>12} {'persons':>10} {'full build':>11} {'+1% refresh':>12} {'ratio':>6} "
+        f"{'recomputed':>11} {'+1% rebuild':>12} {'same map':>9} {'peak RSS':>9}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
@@ -252,7 +279,9 @@ def main() -> int:
         row["refresh_ratio"] = round(ratio, 3)
         print(
             f"{row['events']:>12,} {row['persons']:>10,} {row['full_build_seconds']:>10.2f}s "
-            f"{row['refresh_after_1pct_seconds']:>11.2f}s {ratio:>6.2f} {row['peak_rss_mib']:>7.0f}Mi"
+            f"{row['refresh_after_1pct_seconds']:>11.2f}s {ratio:>6.3f} "
+            f"{row['refresh_persons_recomputed']:>11,} {row['rebuild_after_1pct_seconds']:>11.2f}s "
+            f"{'yes' if row['refresh_equals_rebuild'] else 'NO':>9} {row['peak_rss_mib']:>7.0f}Mi"
         )
     if len(rows) >= 2:
         growth = rows[-1]["full_build_seconds"] / rows[0]["full_build_seconds"]

@@ -113,6 +113,13 @@ POLICIES: Final[dict[str, TablePolicy]] = {
         reason="derived; rebuilt in full on each node by the refreshable view installed "
         "there, and copied by `CREATE TABLE ... AS journey_steps` for scratch tables",
     ),
+    "journey_inbox": TablePolicy(
+        Placement.SHARDED,
+        "cityHash64(id)",
+        "written on each shard by the materialized views on that shard's events_local and "
+        "identities_local (a view on a Distributed table would fire only on the node that "
+        "received the insert); read across shards through the Distributed table",
+    ),
     "schema_migrations": TablePolicy(
         Placement.EVERY_NODE, reason="the migration ledger: every node answers"
     ),
@@ -129,6 +136,12 @@ _CREATE_RE: Final = re.compile(
 _ENGINE_RE: Final = re.compile(r"\s*ENGINE\s*=\s*(?P<engine>[A-Za-z][A-Za-z0-9]*)", re.IGNORECASE)
 _ALTER_RE: Final = re.compile(
     r"ALTER\s+TABLE\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s+(?P<commands>.+)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_VIEW_RE: Final = re.compile(
+    r"CREATE\s+MATERIALIZED\s+VIEW\s+(?P<ine>IF\s+NOT\s+EXISTS\s+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"\s+TO\s+(?P<target>[A-Za-z_][A-Za-z0-9_]*)\s+AS\s+(?P<select>SELECT\s.+?)"
+    r"\s+FROM\s+(?P<source>[A-Za-z_][A-Za-z0-9_]*)\s*$",
     re.IGNORECASE | re.DOTALL,
 )
 _COLUMN_COMMAND_RE: Final = re.compile(
@@ -272,9 +285,30 @@ class ClusterRenderer:
         alter = _ALTER_RE.match(body)
         if alter:
             return self.alter_table(alter["name"], alter["commands"].strip())
+        view = _VIEW_RE.match(body)
+        if view:
+            return [self.materialized_view(view)]
         raise ClusterError(
-            f"cannot render for a cluster: {_first_line(body)} (only CREATE TABLE and ALTER "
-            "TABLE are rendered; extend touchpoint_collector.cluster)"
+            f"cannot render for a cluster: {_first_line(body)} (only CREATE TABLE, ALTER "
+            "TABLE and CREATE MATERIALIZED VIEW ... TO ... AS SELECT ... FROM <table> are "
+            "rendered; extend touchpoint_collector.cluster)"
+        )
+
+    def materialized_view(self, view: re.Match[str]) -> str:
+        """A view from a sharded table into a sharded table runs on every shard, from the
+        local table the shard's rows land in to the local target, so it sees every insert
+        once whichever node received it."""
+        source, target = policy_for(view["source"]), policy_for(view["target"])
+        if not (source.placement is target.placement is Placement.SHARDED):
+            raise ClusterError(
+                f"materialized view {view['name']}: only views from a sharded table into a "
+                "sharded table are rendered"
+            )
+        ine = "IF NOT EXISTS " if view["ine"] else ""
+        return (
+            f"CREATE MATERIALIZED VIEW {ine}{self.qualified(view['name'])} {self.on_cluster} "
+            f"TO {self.qualified(view['target'] + LOCAL_SUFFIX)}\n"
+            f"AS {view['select']}\nFROM {self.qualified(view['source'] + LOCAL_SUFFIX)}"
         )
 
     def create_table(self, table: CreateTable) -> list[str]:

@@ -2,7 +2,8 @@
 
 Map builds are heavy ClickHouse queries, so they run one at a time, in a worker thread, on
 a store connection of their own. The default map (the configured window, no filters) is
-rebuilt every ``map.refresh_seconds`` and served from memory; a filtered request builds
+rebuilt every ``map.refresh_seconds`` by a :class:`MapKeeper` (which recomputes only the
+persons touched since its last build) and served from memory; a filtered request builds
 its own map on demand, and the same request within ``map.refresh_seconds`` is served that
 map again (the default map's freshness), so a viewer tab polling a filtered map costs one
 build per refresh interval, not one per poll. ``fresh=1`` always rebuilds.
@@ -20,6 +21,7 @@ import structlog
 
 from touchpoint_collector.config import Config
 from touchpoint_collector.journey import refresh, tables
+from touchpoint_collector.journey.keeper import MapKeeper
 from touchpoint_collector.journey.model import JourneyMap, MapFilters
 from touchpoint_collector.journey.params import parse
 from touchpoint_collector.journey.service import current_map
@@ -54,6 +56,7 @@ class MapService:
         self.latest: JourneyMap | None = None
         self._cache: dict[tuple[tuple[str, tuple[str, ...]], ...], tuple[float, JourneyMap]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._keeper: MapKeeper | None = None
 
     def _store_for_maps(self) -> Store:
         if self._map_store is None:
@@ -85,19 +88,27 @@ class MapService:
 
     async def rebuild_default(self) -> JourneyMap:
         now = datetime.now(UTC)
-        built = await self.build(self.default_filters(now), self.settings, now)
+        if self._keeper is None:
+            self._keeper = MapKeeper(self._store_for_maps(), self.settings, taxonomy=self.taxonomy)
+        built = await self.build(self.default_filters(now), self.settings, now, self._keeper)
         async with self._lock:
             await asyncio.to_thread(tables.write, self._store_for_maps(), built)
         self.latest = built
+        last = self._keeper.last
         log.info(
             "map rebuilt",
             persons=built.coverage.persons,
             events=built.coverage.events,
             seconds=built.build_seconds,
+            mode=last.mode if last else None,
+            persons_recomputed=last.persons_recomputed if last else None,
+            reason=last.reason if last else None,
         )
         return built
 
-    async def build(self, filters: MapFilters, settings: object, now: datetime) -> JourneyMap:
+    async def build(
+        self, filters: MapFilters, settings: object, now: datetime, keeper: MapKeeper | None = None
+    ) -> JourneyMap:
         async with self._lock:
             return await asyncio.to_thread(
                 current_map,
@@ -106,6 +117,7 @@ class MapService:
                 settings,  # type: ignore[arg-type]
                 taxonomy=self.taxonomy,
                 now=now,
+                keeper=keeper,
             )
 
     async def for_request(self, query: Mapping[str, Sequence[str]]) -> JourneyMap:
@@ -141,4 +153,7 @@ class MapService:
                 await self._task
         async with self._lock:
             if self._map_store is not None:
+                if self._keeper is not None:
+                    with contextlib.suppress(Exception):
+                        self._keeper.forget()  # its Memory table would not survive anyway
                 self._map_store.close()

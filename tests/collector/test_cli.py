@@ -37,7 +37,7 @@ def test_sql_prints_a_table(in_store: list[str], capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "name"
     assert "rejected_events" in out
-    assert "(10 rows)" in out
+    assert "(13 rows)" in out
 
 
 def test_sql_is_read_only_by_default(

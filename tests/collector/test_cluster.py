@@ -64,10 +64,32 @@ def cluster_tables() -> dict[str, str]:
     tables = {}
     for migration in load_migrations():
         for statement in renderer.migration(migration):
+            if statement.startswith("CREATE MATERIALIZED VIEW"):
+                continue
             match = TABLE_RE.match(statement)
             assert match, statement
             tables[match[1]] = statement
     return tables
+
+
+def test_inbox_views_run_on_every_shard_from_local_to_local() -> None:
+    """Views fire on the table the insert lands in: on a cluster that is each shard's
+    local table, so each shard's view fills that shard's local inbox."""
+    renderer = ClusterRenderer(CLUSTER, DB)
+    views = [
+        s
+        for m in load_migrations()
+        for s in renderer.migration(m)
+        if s.startswith("CREATE MATERIALIZED VIEW")
+    ]
+    assert len(views) == 2
+    for view in views:
+        assert f"ON CLUSTER {CLUSTER} TO {DB}.journey_inbox_local\n" in view
+        assert view.endswith(("FROM touchpoint.events_local", "FROM touchpoint.identities_local"))
+    with pytest.raises(ClusterError, match="sharded table into a sharded table"):
+        renderer.statement(
+            "CREATE MATERIALIZED VIEW v TO journey_steps AS SELECT person_id AS person FROM events"
+        )
 
 
 def tail(statement: str) -> tuple[str, str, str]:
@@ -189,7 +211,9 @@ def test_every_table_has_a_placement_and_unknown_ones_are_refused() -> None:
     renderer = ClusterRenderer(CLUSTER, DB)
     with pytest.raises(ClusterError, match="no cluster placement"):
         renderer.statement("CREATE TABLE extra (x UInt8) ENGINE = MergeTree ORDER BY x")
-    with pytest.raises(ClusterError, match="only CREATE TABLE and ALTER TABLE"):
+    with pytest.raises(
+        ClusterError, match="only CREATE TABLE, ALTER TABLE and CREATE MATERIALIZED VIEW"
+    ):
         renderer.statement("CREATE VIEW v AS SELECT 1")
     with pytest.raises(ClusterError, match="cluster name"):
         ClusterRenderer("bad'name", DB)
@@ -283,7 +307,12 @@ def test_rendered_ddl_creates_replicated_and_distributed_tables(tmp_path: Path) 
     )
     engines = dict(map(tuple, found["tables"]))
     single = {t: tail(s)[0] for t, s in single_node_tables().items()}
-    expected = {"schema_migrations": "ReplicatedMergeTree", "journey_steps": "MergeTree"}
+    expected = {
+        "schema_migrations": "ReplicatedMergeTree",
+        "journey_steps": "MergeTree",
+        "journey_inbox_events": "MaterializedView",
+        "journey_inbox_links": "MaterializedView",
+    }
     for table in sharded:
         expected[table] = "Distributed"
         expected[f"{table}_local"] = f"Replicated{single[table]}"

@@ -35,26 +35,32 @@ def build_map(
     )
     try:
         ctx.materialise()
-        cov = coverage.compute(ctx)
-        stages, backward = funnel.compute(ctx)
-        nodes, edges, buckets = flow.compute(ctx, cov.persons)
-        variants, to_goal = paths.compute(ctx, cov.journeys) if cov.journeys else ([], None)
-        flagged = {n.id for n in nodes if n.cross_cutting}
-        driver_rows = drivers.compute(ctx, flagged, cov.persons, cov.converted_persons)
-        stage_of = buckets.touchpoint_stage
-        pain_points = pain.compute(ctx, stage_of, cov.persons, cov.converted_persons)
-        columns = grid.compute(
-            ctx,
-            taxonomy or Taxonomy.standard(),
-            stages,
-            stage_of,
-            buckets.persons_of,
-            cov.persons,
-            pain_points,
-            driver_rows,
-        )
+        return assemble(ctx, taxonomy, started)
     finally:
         ctx.drop()
+
+
+def assemble(ctx: BuildContext, taxonomy: Taxonomy | None, started: float) -> JourneyMap:
+    """Every view over `ctx`'s person rows, as one map (`started`: the build's start on
+    ``time.perf_counter``, for ``build_seconds``)."""
+    cov = coverage.compute(ctx)
+    stages, backward = funnel.compute(ctx)
+    nodes, edges, buckets = flow.compute(ctx, cov.persons)
+    variants, to_goal = paths.compute(ctx, cov.journeys) if cov.journeys else ([], None)
+    flagged = {n.id for n in nodes if n.cross_cutting}
+    driver_rows = drivers.compute(ctx, flagged, cov.persons, cov.converted_persons)
+    stage_of = buckets.touchpoint_stage
+    pain_points = pain.compute(ctx, stage_of, cov.persons, cov.converted_persons)
+    columns = grid.compute(
+        ctx,
+        taxonomy or Taxonomy.standard(),
+        stages,
+        stage_of,
+        buckets.persons_of,
+        cov.persons,
+        pain_points,
+        driver_rows,
+    )
     return JourneyMap(
         filters=ctx.filters,
         settings=ctx.settings,

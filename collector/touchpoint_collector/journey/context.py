@@ -37,8 +37,9 @@ SPILL_SETTINGS: dict[str, Any] = {
 }
 
 
+PERSON_COLUMNS = "person, ids, tp, sg, ch, ts, lt, rep, sc, jn, pos, g, jf, jl, jlast, jsti"
 MAX_CODES = 65_535
-WORKING_TABLE_PATTERN = "^_map_[0-9a-f]{12}_persons$"
+WORKING_TABLE_PATTERN = "^_map_[0-9a-f]{12}_[a-z]+$"
 STALE_AFTER_SECONDS = 6 * 3600
 """A working table this old belongs to a build that died (killed mid-build): no build
 runs for hours, and a live one may belong to another process, so younger ones stay."""
@@ -60,13 +61,21 @@ def sweep_stale(store: Store, older_than_seconds: float = STALE_AFTER_SECONDS) -
     return stale
 
 
+def new_prefix() -> str:
+    """Names a build's (or a kept map's) tables; :func:`sweep_stale` knows them by it."""
+    return f"_map_{uuid.uuid4().hex[:12]}"
+
+
 @dataclass
 class BuildContext:
     store: Store
     filters: MapFilters
     settings: MapSettings
     now: datetime
-    prefix: str = field(default_factory=lambda: f"_map_{uuid.uuid4().hex[:12]}")
+    prefix: str = field(default_factory=new_prefix)
+    table: str = ""
+    """The person rows' table: the build's own ``<prefix>_persons`` unless a kept map
+    passes its table."""
     end_after_ms: int = 0
     as_of_ms: int = 0
     timings: list[tuple[str, float]] = field(default_factory=list)
@@ -78,7 +87,7 @@ class BuildContext:
 
     @property
     def persons(self) -> str:
-        return quote_ident(f"{self.prefix}_persons")
+        return quote_ident(self.table or f"{self.prefix}_persons")
 
     @property
     def ended(self) -> str:
@@ -138,20 +147,40 @@ class BuildContext:
 
     def materialise(self) -> None:
         sweep_stale(self.store)
-        # Every name stored, filtered or not (a superset is harmless): cheap without FINAL.
+        self.load_names()
+        params: dict[str, Any] = {}
+        select = self.persons_select(params)
+        self.command(
+            f"CREATE TABLE {self.persons} ENGINE = {self.engine()} AS {select}",
+            params,
+        )
+        self.finish()
+
+    def load_names(self, known: tuple[list[str], list[str]] | None = None) -> None:
+        """Every touchpoint and channel name stored (filtered or not: a superset is
+        harmless), cheap without FINAL. With `known` (a kept map's names), those keep their
+        codes and new names are appended, so person rows built earlier stay valid."""
         found = self.store.query(
             "SELECT DISTINCT touchpoint, channel FROM events WHERE touchpoint != ''",
             settings={"final": 0},
         ).result_rows
-        self.touchpoints = sorted({str(t) for t, _ in found})
-        self.channels = sorted({str(c) for _, c in found})
+        touchpoints = {str(t) for t, _ in found}
+        channels = {str(c) for _, c in found}
+        if known is None:
+            self.touchpoints, self.channels = sorted(touchpoints), sorted(channels)
+        else:
+            self.touchpoints = [*known[0], *sorted(touchpoints - set(known[0]))]
+            self.channels = [*known[1], *sorted(channels - set(known[1]))]
         if max(len(self.touchpoints), len(self.channels)) >= MAX_CODES:
             # Codes are UInt16 and pairs of them pack into a UInt32.
             raise ValueError(
                 f"{len(self.touchpoints)} touchpoints and {len(self.channels)} channels in "
                 f"the events; a map handles fewer than {MAX_CODES} of each"
             )
-        params: dict[str, Any] = {}
+
+    def persons_select(self, params: dict[str, Any], id_scope: str | None = None) -> str:
+        """SELECT of the person rows (:data:`PERSON_COLUMNS`); `id_scope` as in
+        :func:`~touchpoint_collector.journey.steps.persons_sql`."""
         select = persons_sql(
             self.filters,
             self.settings.gap_days,
@@ -160,20 +189,19 @@ class BuildContext:
             channels=self.channels,
             goal_code=self.goal_code,
             goal_stage_idx=self.goal_stage_idx,
+            id_scope=id_scope,
         )
-        self.command(
-            f"""CREATE TABLE {self.persons} ENGINE = {self._engine()} AS
-            SELECT person, tp, sg, ch, ts, lt, rep, sc, jn, pos, g, jf, jl, jlast, jsti
-            FROM ({select})""",
-            params,
-        )
+        return f"SELECT {PERSON_COLUMNS} FROM ({select})"
+
+    def finish(self) -> None:
+        """Settle the figures every view needs once the person rows are in place."""
         self.as_of_ms = as_of_ms(self.filters, self.now)
         self.end_after_ms = self._end_after_ms()
 
-    def _engine(self) -> str:
+    def engine(self) -> str:
         stored = self.store.query("SELECT count() FROM events", settings={"final": 0})
         events = int(stored.result_rows[0][0])
-        return "Memory" if events <= IN_MEMORY_MAX_EVENTS else "MergeTree ORDER BY tuple()"
+        return "Memory" if events <= IN_MEMORY_MAX_EVENTS else "MergeTree ORDER BY person"
 
     def _end_after_ms(self) -> int:
         if self.settings.end_after_days is not None:
@@ -189,4 +217,5 @@ class BuildContext:
         return int(min(max(int(q95), DAY_MS), gap_ms))
 
     def drop(self) -> None:
-        self.store.command(f"DROP TABLE IF EXISTS {self.persons} SYNC")
+        if not self.table:
+            self.store.command(f"DROP TABLE IF EXISTS {self.persons} SYNC")

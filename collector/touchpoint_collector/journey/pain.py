@@ -254,7 +254,9 @@ def compute(
                 examples,
             )
 
-    found.sort(key=lambda p: (KIND_ORDER.index(p.kind), -p.rate, p.touchpoint))
+    # The detail breaks the one tie left: a touchpoint's slow steps towards different next
+    # touchpoints ("A -> B takes ..."), so the order never depends on how rows came back.
+    found.sort(key=lambda p: (KIND_ORDER.index(p.kind), -p.rate, p.touchpoint, p.detail))
     return found
 
 

@@ -10,6 +10,7 @@ import msgspec
 from touchpoint_collector.journey import snapshots
 from touchpoint_collector.journey.build import build_map
 from touchpoint_collector.journey.compare import compare
+from touchpoint_collector.journey.keeper import MapKeeper
 from touchpoint_collector.journey.model import JourneyMap, MapFilters, MapSettings
 from touchpoint_collector.journey.params import previous_period
 from touchpoint_collector.store import Store
@@ -25,9 +26,15 @@ def current_map(
     now: datetime | None = None,
     with_comparison: bool = True,
     save: bool = True,
+    keeper: MapKeeper | None = None,
 ) -> JourneyMap:
+    """`keeper`: builds the map by updating the rows it kept from its previous build
+    (its own settings apply) instead of from scratch."""
     now = now or datetime.now(UTC)
-    journey_map = build_map(store, filters, settings, as_of=now, taxonomy=taxonomy)
+    if keeper is not None:
+        journey_map = keeper.build(filters, as_of=now)
+    else:
+        journey_map = build_map(store, filters, settings, as_of=now, taxonomy=taxonomy)
     before_filters = previous_period(filters, now) if with_comparison else None
     if before_filters is not None:
         # A snapshot of the previous window is valid once built after that window closed.

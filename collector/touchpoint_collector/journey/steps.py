@@ -31,6 +31,19 @@ LINKS_SQL: Final = """
 """
 
 
+def links_sql(scope: str | None = None) -> str:
+    """Each anonymous id's link (its earliest-seen user id), for the anonymous ids in the
+    SQL set `scope` (all when None)."""
+    if scope is None:
+        return LINKS_SQL
+    return f"""
+    SELECT anonymous_id AS from_id, argMin(user_id, (first_seen, user_id)) AS to_id
+    FROM identities FINAL
+    WHERE anonymous_id IN {scope}
+    GROUP BY anonymous_id
+    """
+
+
 def resolved_sql(where: str) -> str:
     """Events (deduplicated, filtered by `where`) with their resolved person."""
     return f"""
@@ -68,12 +81,16 @@ def event_filter(filters: MapFilters, params: dict[str, Any]) -> str:
     return " AND ".join(clauses)
 
 
-def persona_filter(filters: MapFilters, params: dict[str, Any]) -> str:
-    """A condition on `person` for the persona filter (TRUE when there is none)."""
+def persona_filter(filters: MapFilters, params: dict[str, Any], id_scope: str | None = None) -> str:
+    """A condition on `person` for the persona filter (TRUE when there is none); only the
+    identify calls of the stored ids in the SQL set `id_scope` are read when it is given."""
     if filters.persona is None:
         return "1"
     params["persona"] = filters.persona
-    identifies = resolved_sql("type = 'identify' AND JSONExtractString(traits, 'persona') != ''")
+    where = "type = 'identify' AND JSONExtractString(traits, 'persona') != ''"
+    if id_scope is not None:
+        where += f" AND person_id IN {id_scope}"
+    identifies = resolved_sql(where)
     return f"""person IN (
         SELECT person FROM (
             SELECT person,
@@ -174,6 +191,7 @@ def persons_sql(
     channels: list[str],
     goal_code: int,
     goal_stage_idx: int,
+    id_scope: str | None = None,
 ) -> str:
     """SELECT producing one row per person: their steps as parallel arrays.
 
@@ -182,7 +200,12 @@ def persons_sql(
     ``ts`` / ``lt`` first / last event time (ms), ``rep`` repeats, ``sc`` score of the
     first event, ``jn`` journey number, ``pos`` step number in its journey, ``g`` goal.
     Journey arrays (one element per journey): ``jf`` index of its first step, ``jl`` its
-    number of steps, ``jlast`` its last event time, ``jsti`` stitched.
+    number of steps, ``jlast`` its last event time, ``jsti`` stitched. ``ids``: the stored
+    ids (``person_id``) whose events the person holds, so that a kept map can find the
+    person again when one of those ids gets new events or a new link.
+
+    `id_scope` (an SQL set of stored ids, e.g. ``(SELECT id FROM t)``) limits the rows to
+    the persons of those ids; it must hold every id of each person wanted.
 
     Events are gathered per stored id as numbers only (names become codes through a
     dictionary-level ``transform``), resolved to their person per id rather than per
@@ -194,10 +217,15 @@ def persons_sql(
     tp_code = _code_map("touchpoint", touchpoints, params, "tp")
     ch_code = _code_map("channel", channels, params, "ch")
     where = event_filter(filters, params)
-    person_ok = persona_filter(filters, params)
+    if id_scope is not None:
+        where += f" AND person_id IN {id_scope}"
+    person_ok = persona_filter(filters, params, id_scope)
+    first_hop = links_sql(id_scope)
+    second_hop = links_sql(None if id_scope is None else f"(SELECT to_id FROM ({first_hop}))")
     return f"""
     SELECT
         person,
+        ids,
         length(u_ts) AS n,
         arraySort((i, t, q, m) -> (t, q, m), arrayEnumerate(u_ts), u_ts, u_seq, u_mid) AS o,
         arrayMap(i -> u_ts[i], o) AS e_ts,
@@ -230,6 +258,7 @@ def persons_sql(
     FROM (
         SELECT
             if(l2.to_id != '', l2.to_id, if(l1.to_id != '', l1.to_id, e.person_id)) AS person,
+            groupArray(e.person_id) AS ids,
             arrayFlatten(groupArray(e.i_ts)) AS u_ts,
             arrayFlatten(groupArray(e.i_seq)) AS u_seq,
             arrayFlatten(groupArray(e.i_mid)) AS u_mid,
@@ -255,8 +284,8 @@ def persons_sql(
             WHERE {where}
             GROUP BY person_id
         ) AS e
-        LEFT JOIN ({LINKS_SQL}) AS l1 ON e.person_id = l1.from_id
-        LEFT JOIN ({LINKS_SQL}) AS l2 ON l1.to_id = l2.from_id
+        LEFT JOIN ({first_hop}) AS l1 ON e.person_id = l1.from_id
+        LEFT JOIN ({second_hop}) AS l2 ON l1.to_id = l2.from_id
         WHERE {person_ok}
         GROUP BY person
     )

@@ -346,6 +346,7 @@ def write_log(store: Store, events: list[LogEvent]) -> None:
 def clear(store: Store) -> None:
     store.command("TRUNCATE TABLE events")
     store.command("TRUNCATE TABLE identities")
+    store.command("TRUNCATE TABLE journey_inbox")
 
 
 def read_rows(store: Store) -> tuple[list[EventRow], list[IdentityRow]]:

@@ -932,7 +932,8 @@ UNORDERED = {"backward_moves": ("from_stage", "to_stage")}
 
 def pain_order(point: dict[str, Any]) -> tuple[Any, ...]:
     """The spec's order (kind, rate descending, touchpoint), then persons and examples for
-    the ties it leaves (a touchpoint's slow steps towards different next touchpoints)."""
+    the ties it leaves (a touchpoint's slow steps towards different next touchpoints, whose
+    order the SQL takes from the detail, which this reference does not write)."""
     return (
         PAIN_KINDS.index(point["kind"]),
         -point["rate"],

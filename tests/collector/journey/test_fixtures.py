@@ -444,14 +444,14 @@ def test_working_table_on_disk_gives_the_same_map(store: Store, monkeypatch: Any
     settings = MapSettings(gap_days=7, end_after_days=1, min_support=1)
     in_memory = build(store, log, settings, as_of=T0 + 30 * DAY)
     engines: list[str] = []
-    original = context.BuildContext._engine
+    original = context.BuildContext.engine
 
     def spy(self: context.BuildContext) -> str:
         engines.append(original(self))
         return engines[-1]
 
     monkeypatch.setattr(context, "IN_MEMORY_MAX_EVENTS", 0)
-    monkeypatch.setattr(context.BuildContext, "_engine", spy)
+    monkeypatch.setattr(context.BuildContext, "engine", spy)
     on_disk = build_map(store, MapFilters(), settings, as_of=T0 + 30 * DAY)
     assert engines and engines[0].startswith("MergeTree")
     ignore = {"built_at", "build_seconds"}

@@ -67,7 +67,9 @@ def check(store: Store, scenario: Scenario) -> None:
     assert not found, "SQL != reference:\n" + "\n".join(found) + "\n" + scenario.describe()
     assert_flow_conserved(actual)
     assert_edges_are_two_step_funnels(actual, journeys)
-    order = [(PAIN_KINDS.index(p.kind), -p.rate, p.touchpoint) for p in actual.pain_points]
+    order = [
+        (PAIN_KINDS.index(p.kind), -p.rate, p.touchpoint, p.detail) for p in actual.pain_points
+    ]
     assert order == sorted(order), "pain points not in the spec's order"
 
 

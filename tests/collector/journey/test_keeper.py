@@ -1,0 +1,242 @@
+"""A kept map, rebuilt after more of the log arrived, must be exactly the map a one-off build
+makes of the whole log; and it must get there by recomputing only the persons that changed.
+
+The hypothesis test splits generated logs (ties, repeats, loops, resends, identity merges,
+alias chains, late events) into batches at random points, moves the window between builds,
+and compares every figure with ``build_map`` over the same stored rows. ``build_map`` is in
+turn held to the pure-Python reference by ``test_reference_vs_sql``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.collector.journey.generators import (
+    DAY,
+    LogEvent,
+    at,
+    clear,
+    iso,
+    scenarios,
+    write_log,
+)
+from tests.collector.journey.test_reference_vs_sql import examples
+from tests.conftest import scale
+from touchpoint_collector.journey import JourneyMap, MapFilters, MapSettings, build_map
+from touchpoint_collector.journey.keeper import MapKeeper
+from touchpoint_collector.store import Store
+
+VOLATILE = {"built_at", "build_seconds"}
+
+
+def figures(built: JourneyMap) -> dict[str, Any]:
+    plain: dict[str, Any] = msgspec.to_builtins(built)
+    return {k: v for k, v in plain.items() if k not in VOLATILE}
+
+
+def assert_same_map(
+    kept: JourneyMap, store: Store, settings: MapSettings, filters: MapFilters, as_of: Any
+) -> None:
+    once = build_map(store, filters, settings, as_of=as_of)
+    a, b = figures(kept), figures(once)
+    diff = [k for k in a if a[k] != b[k]]
+    assert not diff, f"kept map != one-off build in {diff}:\n" + "\n".join(
+        f"{k}:\n  kept {a[k]}\n  once {b[k]}" for k in diff
+    )
+
+
+WINDOW_SHIFTS = (None, 0, DAY, 3 * DAY, -DAY, 30 * DAY)
+
+
+@given(data=st.data())
+@examples(scale(30))
+def test_a_kept_map_equals_a_one_off_build_after_every_batch(
+    store: Store, data: st.DataObject
+) -> None:
+    scenario = data.draw(scenarios())
+    log = scenario.events
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(log)), min_size=1, max_size=3)))
+    batches = [log[a:b] for a, b in zip([0, *cuts], [*cuts, len(log)], strict=True)]
+    clear(store)
+    keeper = MapKeeper(store, scenario.settings)
+    filters = scenario.filters
+    for number, batch in enumerate(batches):
+        write_log(store, batch)
+        sent = log[: sum(map(len, batches[:number]))]
+        if sent and data.draw(st.integers(0, 3)) == 0:
+            # Resend some of what was sent before: FINAL must collapse it again.
+            write_log(store, data.draw(st.lists(st.sampled_from(sent), max_size=3)))
+        shift = data.draw(st.sampled_from(WINDOW_SHIFTS))
+        if shift is not None:
+            since = filters.since or at(0)
+            filters = msgspec.structs.replace(filters, since=since + timedelta(milliseconds=shift))
+            if filters.until is not None and filters.since >= filters.until:
+                filters = msgspec.structs.replace(filters, since=None)
+        kept = keeper.build(filters, as_of=scenario.as_of)
+        assert keeper.last is not None
+        assert keeper.last.mode == ("full" if number == 0 else "incremental")
+        assert_same_map(kept, store, scenario.settings, filters, scenario.as_of)
+    keeper.forget()
+
+
+# -- hand-made logs: what gets recomputed --------------------------------------------------
+
+
+def track(raw_id: str, touchpoint: str, ms: int, message: str) -> LogEvent:
+    id_field = "anonymousId" if raw_id.startswith("a") else "userId"
+    return LogEvent(
+        source="web",
+        body={
+            "type": "track",
+            "event": touchpoint,
+            "touchpoint": touchpoint,
+            "messageId": message,
+            "timestamp": iso(ms),
+            id_field: raw_id,
+        },
+    )
+
+
+def identify(anonymous_id: str, user_id: str, ms: int, message: str) -> LogEvent:
+    return LogEvent(
+        source="web",
+        body={
+            "type": "identify",
+            "anonymousId": anonymous_id,
+            "userId": user_id,
+            "messageId": message,
+            "timestamp": iso(ms),
+        },
+    )
+
+
+SETTINGS = MapSettings(gap_days=30, end_after_days=2, min_support=1)
+AS_OF = at(40 * DAY)
+
+
+@pytest.fixture
+def kept(store: Store) -> MapKeeper:
+    clear(store)
+    write_log(
+        store,
+        [
+            track("u1", "site_visit", 0, "m1"),
+            track("u1", "product_viewed", DAY, "m2"),
+            track("u2", "site_visit", 0, "m3"),
+            track("u3", "newsletter_signup", 0, "m4"),
+            track("a1", "site_visit", 0, "m5"),
+            track("a1", "product_viewed", DAY, "m6"),
+        ],
+    )
+    keeper = MapKeeper(store, SETTINGS)
+    first = keeper.build(as_of=AS_OF)
+    assert keeper.last is not None and keeper.last.mode == "full"
+    assert first.coverage.persons == 4
+    return keeper
+
+
+def test_only_the_person_with_new_events_is_recomputed(store: Store, kept: MapKeeper) -> None:
+    write_log(store, [track("u2", "purchase", 2 * DAY, "m7")])
+    built = kept.build(as_of=AS_OF)
+    assert kept.last is not None
+    assert (kept.last.mode, kept.last.persons_recomputed, kept.last.persons_total) == (
+        "incremental",
+        1,
+        4,
+    )
+    assert built.coverage.converted_persons == 1
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+
+
+def test_nothing_new_recomputes_nobody(store: Store, kept: MapKeeper) -> None:
+    built = kept.build(as_of=AS_OF)
+    assert kept.last is not None and kept.last.persons_recomputed == 0
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+
+
+def test_an_insert_still_in_flight_at_the_last_build_is_not_missed(
+    store: Store, kept: MapKeeper
+) -> None:
+    """Its inbox rows carry a stamp from before the last build but became visible after."""
+    assert kept.kept is not None
+    write_log(store, [track("u2", "purchase", 2 * DAY, "m7")])
+    stamp = {"t": kept.kept.read_from - timedelta(seconds=1)}
+    store.command(
+        "ALTER TABLE journey_inbox DELETE WHERE id = 'u2' AND arrived > {t:DateTime64(6, 'UTC')} "
+        "SETTINGS mutations_sync = 2",
+        parameters=stamp,
+    )
+    store.command(
+        "INSERT INTO journey_inbox SELECT {t:DateTime64(6, 'UTC')}, 'u2', 'event'",
+        parameters=stamp,
+    )
+    built = kept.build(as_of=AS_OF)
+    assert kept.last is not None and kept.last.persons_recomputed == 1
+    assert built.coverage.converted_persons == 1
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+
+
+def test_an_identity_merge_moves_the_anonymous_journey_to_the_user(
+    store: Store, kept: MapKeeper
+) -> None:
+    """a1 logs in as u3: a1's row goes, u3's row gains a1's events (stitched)."""
+    write_log(store, [identify("a1", "u3", 2 * DAY, "i1")])
+    built = kept.build(as_of=AS_OF)
+    assert kept.last is not None
+    assert (kept.last.persons_recomputed, built.coverage.persons) == (2, 3)
+    assert built.coverage.stitched_journeys == 1
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+    rows = store.query(f"SELECT person, ids FROM `{kept.kept.table}` ORDER BY person").result_rows  # type: ignore[union-attr]
+    assert [(p, sorted(i)) for p, i in rows] == [
+        ("u1", ["u1"]),
+        ("u2", ["u2"]),
+        ("u3", ["a1", "u3"]),
+    ]
+
+
+def test_a_resend_and_a_late_event(store: Store, kept: MapKeeper) -> None:
+    """A resend changes nothing once collapsed; a late event lands inside u1's journey."""
+    write_log(store, [track("u1", "product_viewed", DAY, "m2"), track("u1", "cart_added", 1, "m9")])
+    built = kept.build(as_of=AS_OF)
+    assert built.coverage.events == 7
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+
+
+def test_a_moved_window_recomputes_the_persons_at_its_edge(store: Store, kept: MapKeeper) -> None:
+    filters = MapFilters(since=at(DAY // 2))
+    built = kept.build(filters, as_of=AS_OF)
+    assert kept.last is not None and kept.last.mode == "incremental"
+    assert built.coverage.persons == 2  # u1 and a1 have events after the new start
+    assert_same_map(built, store, SETTINGS, filters, AS_OF)
+
+
+def test_new_settings_or_filters_rebuild_in_full(store: Store, kept: MapKeeper) -> None:
+    kept.build(MapFilters(sources=("web",)), as_of=AS_OF)
+    assert kept.last is not None and kept.last.reason == "filters changed"
+    kept.settings = msgspec.structs.replace(SETTINGS, gap_days=3)
+    kept.build(MapFilters(sources=("web",)), as_of=AS_OF)
+    assert kept.last.reason == "settings changed"
+
+
+def test_a_failed_update_starts_over(
+    store: Store, kept: MapKeeper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_log(store, [track("u2", "purchase", 2 * DAY, "m7")])
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("lost the connection")
+
+    monkeypatch.setattr(MapKeeper, "_replace", broken)
+    with pytest.raises(RuntimeError):
+        kept.build(as_of=AS_OF)
+    assert kept.kept is None
+    monkeypatch.undo()
+    built = kept.build(as_of=AS_OF)
+    assert kept.last is not None and kept.last.mode == "full"
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
