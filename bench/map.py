@@ -7,7 +7,7 @@ Each size runs in its own process on a fresh embedded store (clean peak-RSS numb
   * once the bulk insert's background merges are idle (a collector-fed store merges
     continuously, never in one burst), ``build_map`` over everything (the full map:
     every view), timed, with peak RSS;
-  * 1% new events appended (new and returning persons: ~10% of all persons get one),
+  * 1% new events appended, one each for 10% of the persons (returning, weeks later),
     then the map refreshed by a ``MapKeeper`` that kept the first build's person rows and
     recomputes only the persons touched (timed: the refresh target), and built again from
     scratch by ``build_map`` for comparison (the two maps must be equal: checked);
@@ -164,11 +164,14 @@ def worker(size: int, out_path: str) -> None:
         again = build_map(store, as_of=as_of)
         result["rebuild_after_1pct_seconds"] = round(time.perf_counter() - started, 2)
         volatile = {"built_at", "build_seconds"}
+        kept_map, fresh_map = msgspec.to_builtins(second), msgspec.to_builtins(again)
         result["refresh_equals_rebuild"] = all(
-            value == msgspec.to_builtins(again)[key]
-            for key, value in msgspec.to_builtins(second).items()
-            if key not in volatile
+            kept_map[key] == fresh_map[key] for key in kept_map if key not in volatile
         )
+        result["refresh_timings"] = [
+            [label, round(seconds, 3)]
+            for label, seconds in sorted(keeper.last.timings, key=lambda t: -t[1])[:12]
+        ]
         result["peak_rss_mib"] = round(_peak_rss_mib(), 1)
         result["rss_growth_during_builds_mib"] = round(_peak_rss_mib() - rss_before, 1)
         if size <= 2_000_000:

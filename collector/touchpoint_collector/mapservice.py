@@ -88,13 +88,13 @@ class MapService:
 
     async def rebuild_default(self) -> JourneyMap:
         now = datetime.now(UTC)
-        if self._keeper is None:
+        if self._keeper is None and self.config.map.keep_rows:
             self._keeper = MapKeeper(self._store_for_maps(), self.settings, taxonomy=self.taxonomy)
         built = await self.build(self.default_filters(now), self.settings, now, self._keeper)
         async with self._lock:
             await asyncio.to_thread(tables.write, self._store_for_maps(), built)
         self.latest = built
-        last = self._keeper.last
+        last = self._keeper.last if self._keeper else None
         log.info(
             "map rebuilt",
             persons=built.coverage.persons,

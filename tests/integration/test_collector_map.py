@@ -212,3 +212,35 @@ def test_the_default_map_follows_new_events_by_recomputing_only_their_persons(
     since = [e for e in shop.logs() if e.get("event") == "map rebuilt"][rebuilds_before:]
     assert since and all(e["mode"] == "incremental" for e in since), since
     assert sum(e["persons_recomputed"] for e in since) == 2, since
+
+
+def test_without_kept_rows_every_rebuild_starts_from_scratch(tmp_path: Path) -> None:
+    process = CollectorProcess(
+        tmp_path / "data", env={"TOUCHPOINT_MAP__KEEP_ROWS": "false"}
+    ).start()
+    try:
+        now = datetime.now(UTC)
+        batch = [
+            {
+                "type": "track",
+                "event": "Order Completed",
+                "userId": f"user-{i}",
+                "timestamp": (now - timedelta(hours=i + 1)).isoformat(),
+                "messageId": f"m-{i}",
+            }
+            for i in range(3)
+        ]
+        assert process.post("/v1/batch", {"batch": batch}).json()["accepted"] == 3
+        process.wait_drained()
+        auth = {"Authorization": f"Bearer {process.read_key()}"}
+        built = process.request("GET", "/v1/map?fresh=1", headers=auth).json()
+        assert built["coverage"]["converted_persons"] == 3
+        rebuilt = [e for e in process.logs() if e.get("event") == "map rebuilt"]
+        assert rebuilt and rebuilt[-1]["mode"] is None
+        tables = process.query(
+            "SELECT count() FROM system.tables WHERE database = currentDatabase() "
+            "AND name LIKE '\\_map\\_%'"
+        )
+        assert tables == [[0]]  # no rows kept between builds
+    finally:
+        process.stop()
