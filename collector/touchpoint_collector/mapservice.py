@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import structlog
 
 from touchpoint_collector.config import Config
@@ -84,13 +85,31 @@ class MapService:
             await asyncio.sleep(self.config.map.refresh_seconds)
 
     def default_filters(self, now: datetime) -> MapFilters:
-        return MapFilters(since=now - timedelta(days=self.config.map.default_window_days))
+        """The last ``map.default_window_days``, from a whole UTC day (a whole hour for a
+        window under a day). The start moves once a day, so the previous period is one
+        fixed window all day: built once, then read from its snapshot (a start moving with
+        the clock would rebuild it from scratch at every refresh)."""
+        window = timedelta(days=self.config.map.default_window_days)
+        grain = (
+            timedelta(days=1) if window >= timedelta(days=1) else timedelta(hours=1)
+        ).total_seconds()
+        start = (now - window).timestamp()
+        return MapFilters(since=datetime.fromtimestamp(start // grain * grain, UTC))
+
+    def previous_filters(self, current: MapFilters) -> MapFilters:
+        """The window of ``map.default_window_days`` just before the default map's."""
+        assert current.since is not None
+        window = timedelta(days=self.config.map.default_window_days)
+        return msgspec.structs.replace(current, since=current.since - window, until=current.since)
 
     async def rebuild_default(self) -> JourneyMap:
         now = datetime.now(UTC)
         if self._keeper is None and self.config.map.keep_rows:
             self._keeper = MapKeeper(self._store_for_maps(), self.settings, taxonomy=self.taxonomy)
-        built = await self.build(self.default_filters(now), self.settings, now, self._keeper)
+        filters = self.default_filters(now)
+        built = await self.build(
+            filters, self.settings, now, self._keeper, self.previous_filters(filters)
+        )
         async with self._lock:
             await asyncio.to_thread(tables.write, self._store_for_maps(), built)
         self.latest = built
@@ -107,7 +126,12 @@ class MapService:
         return built
 
     async def build(
-        self, filters: MapFilters, settings: object, now: datetime, keeper: MapKeeper | None = None
+        self,
+        filters: MapFilters,
+        settings: object,
+        now: datetime,
+        keeper: MapKeeper | None = None,
+        previous: MapFilters | None = None,
     ) -> JourneyMap:
         async with self._lock:
             return await asyncio.to_thread(
@@ -118,6 +142,7 @@ class MapService:
                 taxonomy=self.taxonomy,
                 now=now,
                 keeper=keeper,
+                previous=previous,
             )
 
     async def for_request(self, query: Mapping[str, Sequence[str]]) -> JourneyMap:

@@ -244,3 +244,24 @@ def test_without_kept_rows_every_rebuild_starts_from_scratch(tmp_path: Path) -> 
         assert tables == [[0]]  # no rows kept between builds
     finally:
         process.stop()
+
+
+def test_the_previous_period_is_built_once_and_then_read_from_its_snapshot(
+    shop: CollectorProcess,
+) -> None:
+    """The default window starts at a whole UTC day, so the window it is compared with
+    stays put between refreshes (every 2 s here): one snapshot of it serves them all."""
+    auth = {"Authorization": f"Bearer {shop.read_key()}"}
+    for _ in range(3):
+        built = shop.request("GET", "/v1/map?fresh=1", headers=auth).json()
+        assert built["comparison"] is not None
+    since = datetime.fromisoformat(built["filters"]["since"])
+    assert (since.hour, since.minute, since.second) == (0, 0, 0)
+    rebuilds = [e for e in shop.logs() if e.get("event") == "map rebuilt"]
+    assert len(rebuilds) >= 3
+    previous = shop.query(
+        "SELECT since, until, count() FROM map_snapshots WHERE until IS NOT NULL "
+        "GROUP BY since, until"
+    )
+    # One window (two if the test straddles midnight UTC), built once each.
+    assert 1 <= len(previous) <= 2 and all(n == 1 for *_, n in previous), previous

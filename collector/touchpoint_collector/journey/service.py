@@ -27,15 +27,17 @@ def current_map(
     with_comparison: bool = True,
     save: bool = True,
     keeper: MapKeeper | None = None,
+    previous: MapFilters | None = None,
 ) -> JourneyMap:
     """`keeper`: builds the map by updating the rows it kept from its previous build
-    (its own settings apply) instead of from scratch."""
+    (its own settings apply) instead of from scratch. `previous`: the window to compare
+    with, when not the one of the same length just before (``previous_period``)."""
     now = now or datetime.now(UTC)
     if keeper is not None:
         journey_map = keeper.build(filters, as_of=now)
     else:
         journey_map = build_map(store, filters, settings, as_of=now, taxonomy=taxonomy)
-    before_filters = previous_period(filters, now) if with_comparison else None
+    before_filters = (previous or previous_period(filters, now)) if with_comparison else None
     if before_filters is not None:
         # A snapshot of the previous window is valid once built after that window closed.
         before = snapshots.load(store, before_filters, settings, not_before=before_filters.until)
