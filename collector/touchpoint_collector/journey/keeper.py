@@ -72,6 +72,8 @@ class Kept:
     """The inbox stamps (µs) from `read_from` - grace on that were visible then."""
     full_at: float
     """``time.monotonic()`` at the last full rebuild."""
+    rows: int = 0
+    """How many person rows the table held after the previous build."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ class MapKeeper:
                 recomputed = self._update(ctx)
             assert self.kept is not None
             self.kept.read_from, self.kept.seen = server_now, seen
+            self.kept.rows = self._count_rows(self.kept.table)
         except BaseException:
             self.forget()  # rows may be half replaced: the next build starts over
             raise
@@ -163,6 +166,13 @@ class MapKeeper:
 
     # -- when to start over ---------------------------------------------------------------
 
+    def _count_rows(self, table: str) -> int:
+        """Person rows in `table` (lightweight deletes excluded); -1 when it does not exist."""
+        found = self.store.query(f"EXISTS TABLE {quote_ident(table)}").result_rows
+        if not found or not found[0][0]:
+            return -1
+        return int(self.store.query(f"SELECT count() FROM {quote_ident(table)}").result_rows[0][0])
+
     def _full_reason(self, filters: MapFilters, server_now: datetime) -> str:
         kept = self.kept
         if kept is None:
@@ -175,8 +185,9 @@ class MapKeeper:
             return "periodic full rebuild"
         if server_now - kept.read_from >= INBOX_KEEPS:
             return "inbox rows may have expired"
-        exists = self.store.query(f"EXISTS TABLE {quote_ident(kept.table)}").result_rows
-        if not exists or not exists[0][0]:
+        if self._count_rows(kept.table) != kept.rows:
+            # Dropped, or emptied: a Memory table loses its rows when a ClickHouse server
+            # restarts under a running collector.
             return "kept rows are gone"
         return ""
 

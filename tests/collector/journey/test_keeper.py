@@ -240,3 +240,37 @@ def test_a_failed_update_starts_over(
     built = kept.build(as_of=AS_OF)
     assert kept.last is not None and kept.last.mode == "full"
     assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+
+
+def test_rows_lost_under_a_running_keeper_rebuild_in_full(store: Store, kept: MapKeeper) -> None:
+    """A ClickHouse server restart empties Memory tables but keeps them: updating an empty
+    table would leave only the touched persons."""
+    assert kept.kept is not None
+    store.command(f"TRUNCATE TABLE `{kept.kept.table}`")
+    write_log(store, [track("u2", "purchase", 2 * DAY, "m7")])
+    built = kept.build(as_of=AS_OF)
+    assert kept.last is not None and kept.last.reason == "kept rows are gone"
+    assert built.coverage.persons == 4
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+
+
+def test_kept_rows_on_disk_are_updated_the_same_way(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past `IN_MEMORY_MAX_EVENTS` the rows live in a MergeTree and leave by lightweight
+    delete; its masked rows must not count as rows."""
+    from touchpoint_collector.journey import context
+
+    monkeypatch.setattr(context, "IN_MEMORY_MAX_EVENTS", 0)
+    clear(store)
+    write_log(store, [track("u1", "site_visit", 0, "m1"), track("u2", "site_visit", 0, "m2")])
+    keeper = MapKeeper(store, SETTINGS)
+    keeper.build(as_of=AS_OF)
+    assert keeper.kept is not None and keeper.kept.engine.startswith("MergeTree")
+    for number in range(2):
+        write_log(store, [track("u2", "purchase", (2 + number) * DAY, f"p{number}")])
+        built = keeper.build(as_of=AS_OF)
+        assert keeper.last is not None
+        assert (keeper.last.mode, keeper.last.persons_recomputed) == ("incremental", 1)
+        assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+    keeper.forget()
