@@ -108,6 +108,9 @@ class MapConfig(_Section):
     """How often the collector rebuilds the default map and ClickHouse the journey_steps table."""
     default_window_days: Annotated[float, Meta(gt=0)] = 90.0
     """The window of the map the collector keeps current (and compares with the one before)."""
+    inbox_lookback_seconds: Annotated[float, Meta(ge=0)] = 60.0
+    """How far before its previous build a kept map re-reads journey_inbox: longer than an
+    insert takes to become visible, and than the clock skew between cluster nodes."""
     keep_rows: bool = True
     """Keep the default map's person rows between rebuilds, so a rebuild recomputes only the
     persons touched since the last (memory: about 60 bytes per step of the window)."""

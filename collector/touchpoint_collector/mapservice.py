@@ -105,7 +105,12 @@ class MapService:
     async def rebuild_default(self) -> JourneyMap:
         now = datetime.now(UTC)
         if self._keeper is None and self.config.map.keep_rows:
-            self._keeper = MapKeeper(self._store_for_maps(), self.settings, taxonomy=self.taxonomy)
+            self._keeper = MapKeeper(
+                self._store_for_maps(),
+                self.settings,
+                taxonomy=self.taxonomy,
+                inbox_grace=timedelta(seconds=self.config.map.inbox_lookback_seconds),
+            )
         filters = self.default_filters(now)
         built = await self.build(
             filters, self.settings, now, self._keeper, self.previous_filters(filters)

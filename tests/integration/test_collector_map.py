@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,11 @@ from tests.integration.harness import CollectorProcess
 @pytest.fixture
 def shop(tmp_path: Path) -> Iterator[CollectorProcess]:
     process = CollectorProcess(
-        tmp_path / "data", env={"TOUCHPOINT_MAP__REFRESH_SECONDS": "2"}
+        tmp_path / "data",
+        env={
+            "TOUCHPOINT_MAP__REFRESH_SECONDS": "2",
+            "TOUCHPOINT_MAP__INBOX_LOOKBACK_SECONDS": "0.2",
+        },
     ).start()
     now = datetime.now(UTC)
 
@@ -188,6 +193,7 @@ def test_the_default_map_follows_new_events_by_recomputing_only_their_persons(
     """The collector keeps the default map's person rows: after more events arrive, the
     next rebuild recomputes only the persons they touch, and the map shows them."""
     auth = {"Authorization": f"Bearer {shop.read_key()}"}
+    time.sleep(0.5)  # past the look-back: later rebuilds re-read none of the fixture's rows
     before = shop.request("GET", "/v1/map?fresh=1", headers=auth).json()
     assert before["coverage"]["converted_persons"] == 8
     rebuilds_before = len([e for e in shop.logs() if e.get("event") == "map rebuilt"])
@@ -207,11 +213,12 @@ def test_the_default_map_follows_new_events_by_recomputing_only_their_persons(
     after = shop.request("GET", "/v1/map?fresh=1", headers=auth).json()
     assert after["coverage"]["converted_persons"] == 10
     assert after["coverage"]["persons"] == 12
-    # Background rebuilds (every 2 s here) may have run in between: together, the rebuilds
-    # since `before` recomputed the two persons, once each.
+    # Background rebuilds (every 2 s here) may have run in between, and a rebuild re-reads
+    # the inbox 0.2 s before the previous one: each recomputed at most the two persons.
     since = [e for e in shop.logs() if e.get("event") == "map rebuilt"][rebuilds_before:]
     assert since and all(e["mode"] == "incremental" for e in since), since
-    assert sum(e["persons_recomputed"] for e in since) == 2, since
+    assert all(e["persons_recomputed"] <= 2 for e in since), since
+    assert sum(e["persons_recomputed"] for e in since) >= 2, since
 
 
 def test_without_kept_rows_every_rebuild_starts_from_scratch(tmp_path: Path) -> None:

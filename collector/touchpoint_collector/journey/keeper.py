@@ -46,11 +46,12 @@ from touchpoint_schemas.taxonomy import Taxonomy
 log = structlog.get_logger("touchpoint.map")
 
 INBOX_GRACE: Final = timedelta(seconds=60)
-"""Inbox rows are stamped (``arrived``) when their insert starts and visible once it
-commits, so a rebuild reads back this far before the previous one started, skipping the
-stamps the previous one had already seen: an insert that was still in flight is not
-missed, and nothing is read twice. (The view runs after the insert's events are written,
-so a stamp seen means its events are readable.)"""
+"""Inbox rows are stamped (``arrived``) when their insert writes them, and ClickHouse does
+not order their visibility against the events of the same insert: either may be seen
+first. So each rebuild reads the inbox from this long before the previous one started,
+and rows read twice only recompute a few persons twice. It also absorbs clock skew
+between the nodes of a cluster (each shard stamps its own rows), which must stay well
+under it."""
 FULL_EVERY_SECONDS: Final = 3 * 3600.0
 INBOX_KEEPS: Final = timedelta(hours=23)
 """Less than the inbox's one-day TTL: past this, rows may be gone, so rebuild in full."""
@@ -68,8 +69,6 @@ class Kept:
     engine: str
     read_from: datetime
     """The server's clock when the previous build started reading."""
-    seen: list[int]
-    """The inbox stamps (µs) from `read_from` - grace on that were visible then."""
     full_at: float
     """``time.monotonic()`` at the last full rebuild."""
     rows: int = 0
@@ -102,6 +101,7 @@ class MapKeeper:
         *,
         taxonomy: Taxonomy | None = None,
         full_every_seconds: float = FULL_EVERY_SECONDS,
+        inbox_grace: timedelta = INBOX_GRACE,
     ) -> None:
         if full_every_seconds >= STALE_AFTER_SECONDS:
             raise ValueError("full_every_seconds must be shorter than the sweep's age limit")
@@ -109,6 +109,7 @@ class MapKeeper:
         self.settings = settings or MapSettings()
         self.taxonomy = taxonomy
         self.full_every_seconds = full_every_seconds
+        self.inbox_grace = inbox_grace
         self.kept: Kept | None = None
         self.last: LastBuild | None = None
 
@@ -123,15 +124,6 @@ class MapKeeper:
             now=as_of or datetime.now(UTC),
         )
         server_now = self.store.query("SELECT now64(6, 'UTC')").result_rows[0][0]
-        # Before any event is read: these stamps' events are in what this build reads.
-        seen = [
-            int(stamp)
-            for (stamp,) in self.store.query(
-                "SELECT DISTINCT toUnixTimestamp64Micro(arrived) FROM journey_inbox "
-                "WHERE arrived >= {from:DateTime64(6, 'UTC')}",
-                parameters={"from": server_now - INBOX_GRACE},
-            ).result_rows
-        ]
         reason = self._full_reason(ctx.filters, server_now)
         full = bool(reason)
         try:
@@ -142,7 +134,7 @@ class MapKeeper:
                 reason = "new events, links or a moved window"
                 recomputed = self._update(ctx)
             assert self.kept is not None
-            self.kept.read_from, self.kept.seen = server_now, seen
+            self.kept.read_from = server_now
             self.kept.rows = self._count_rows(self.kept.table)
         except BaseException:
             self.forget()  # rows may be half replaced: the next build starts over
@@ -166,6 +158,14 @@ class MapKeeper:
 
     # -- when to start over ---------------------------------------------------------------
 
+    def _links_arrived(self, kept: Kept) -> bool:
+        found = self.store.query(
+            "SELECT count() FROM journey_inbox "
+            "WHERE arrived >= {from:DateTime64(6, 'UTC')} AND kind = 'link'",
+            parameters={"from": kept.read_from - self.inbox_grace},
+        ).result_rows
+        return bool(found[0][0])
+
     def _count_rows(self, table: str) -> int:
         """Person rows in `table` (lightweight deletes excluded); -1 when it does not exist."""
         found = self.store.query(f"EXISTS TABLE {quote_ident(table)}").result_rows
@@ -181,6 +181,11 @@ class MapKeeper:
             return "settings changed"
         if _without_window(kept.filters) != _without_window(filters):
             return "filters changed"
+        if filters.persona is not None and self._links_arrived(kept):
+            # A persona comes from identify calls, whose ids need no step of their own and
+            # so are in no kept row's `ids`; nor does a person the filter left out have a
+            # row. A link moving such an id cannot be traced to the person it leaves.
+            return "new identity links under a persona filter"
         if time.monotonic() - kept.full_at >= self.full_every_seconds:
             return "periodic full rebuild"
         if server_now - kept.read_from >= INBOX_KEEPS:
@@ -210,7 +215,6 @@ class MapKeeper:
             channels=ctx.channels,
             engine=engine,
             read_from=datetime.now(UTC),  # set by `build`
-            seen=[],
             full_at=time.monotonic(),
         )
 
@@ -241,11 +245,8 @@ class MapKeeper:
         """Stored ids whose person may have changed: with new events or links, linked to
         an id with a new link, or with events in the part of the time axis the window
         gained or lost."""
-        params: dict[str, Any] = {"from": kept.read_from - INBOX_GRACE, "seen": kept.seen}
-        arrived = (
-            "arrived >= {from:DateTime64(6, 'UTC')} "
-            "AND toUnixTimestamp64Micro(arrived) NOT IN {seen:Array(Int64)}"
-        )
+        params: dict[str, Any] = {"from": kept.read_from - self.inbox_grace}
+        arrived = "arrived >= {from:DateTime64(6, 'UTC')}"
         ctx.command(f"CREATE TABLE {ids} (id String) ENGINE = Memory")
         ctx.command(f"INSERT INTO {ids} SELECT id FROM journey_inbox WHERE {arrived}", params)
         ctx.command(

@@ -217,6 +217,8 @@ def persons_sql(
     tp_code = _code_map("touchpoint", touchpoints, params, "tp")
     ch_code = _code_map("channel", channels, params, "ch")
     where = event_filter(filters, params)
+    # Names stored after the build listed them (code 0) wait for the next build.
+    where += f" AND {tp_code} != 0 AND {ch_code} != 0"
     if id_scope is not None:
         where += f" AND person_id IN {id_scope}"
     person_ok = persona_filter(filters, params, id_scope)
