@@ -101,32 +101,23 @@ def test_a_kept_map_equals_a_one_off_build_after_every_batch(
 # -- hand-made logs: what gets recomputed --------------------------------------------------
 
 
+def call(kind: str, ms: int, message: str, **fields: Any) -> LogEvent:
+    """One Segment call (``track``, ``identify``, ``alias``) sent from the web."""
+    body = {"type": kind, "messageId": message, "timestamp": iso(ms), **fields}
+    return LogEvent(source="web", body=body)
+
+
 def track(raw_id: str, touchpoint: str, ms: int, message: str) -> LogEvent:
     id_field = "anonymousId" if raw_id.startswith("a") else "userId"
-    return LogEvent(
-        source="web",
-        body={
-            "type": "track",
-            "event": touchpoint,
-            "touchpoint": touchpoint,
-            "messageId": message,
-            "timestamp": iso(ms),
-            id_field: raw_id,
-        },
-    )
+    return call("track", ms, message, event=touchpoint, touchpoint=touchpoint, **{id_field: raw_id})
 
 
-def identify(anonymous_id: str, user_id: str, ms: int, message: str) -> LogEvent:
-    return LogEvent(
-        source="web",
-        body={
-            "type": "identify",
-            "anonymousId": anonymous_id,
-            "userId": user_id,
-            "messageId": message,
-            "timestamp": iso(ms),
-        },
-    )
+def identify(anonymous_id: str, user_id: str, ms: int, message: str, **traits: str) -> LogEvent:
+    return call("identify", ms, message, anonymousId=anonymous_id, userId=user_id, traits=traits)
+
+
+def alias(previous_id: str, user_id: str, ms: int, message: str) -> LogEvent:
+    return call("alias", ms, message, previousId=previous_id, userId=user_id)
 
 
 SETTINGS = MapSettings(gap_days=30, end_after_days=2, min_support=1)
@@ -304,17 +295,7 @@ def test_a_new_link_under_a_persona_filter_rebuilds_in_full(store: Store) -> Non
         [
             track("a1", "site_visit", 0, "m1"),
             track("a1", "product_viewed", DAY, "m2"),
-            LogEvent(
-                source="web",
-                body={
-                    "type": "identify",
-                    "anonymousId": "a1",
-                    "userId": "u1",
-                    "traits": {"persona": "smb"},
-                    "messageId": "i1",
-                    "timestamp": iso(2 * DAY),
-                },
-            ),
+            identify("a1", "u1", 2 * DAY, "i1", persona="smb"),
             alias("u1", "u2", 3 * DAY, "l1"),
         ],
     )
@@ -359,16 +340,3 @@ def test_names_stored_after_a_build_listed_them_wait_for_the_next_build(
     assert early.coverage.converted_persons == 0
     monkeypatch.undo()
     assert build_map(store, MapFilters(), settings, as_of=AS_OF).coverage.events == 2
-
-
-def alias(previous_id: str, user_id: str, ms: int, message: str) -> LogEvent:
-    return LogEvent(
-        source="web",
-        body={
-            "type": "alias",
-            "previousId": previous_id,
-            "userId": user_id,
-            "messageId": message,
-            "timestamp": iso(ms),
-        },
-    )
