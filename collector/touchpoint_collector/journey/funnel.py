@@ -9,14 +9,14 @@ from touchpoint_collector.journey.steps import STAGE_NAMES
 
 # Per person, one element per stage s (0-4): reached, dropped (an ended journey's last step
 # is in s), and per journey the time from its first step in s to its first step in s + 1
-# after that (-1: no such pair; position in the journey: `fi`, `ni`). Summed element-wise
-# over persons (-ForEach), so no row is repeated per stage.
+# after that (-1: no such pair; the person rows' `fdt`). Summed element-wise over persons
+# (-ForEach), so no row is repeated per stage.
 FUNNEL_SQL = """
 SELECT sumForEach(reached) AS persons,
-       sumForEach(arrayMap(x -> toUInt64(arrayExists(d -> d >= 0, x)), dts)) AS converted,
-       sumForEach(arrayMap(x -> toUInt64(arrayCount(d -> d >= 0, x)), dts)) AS journeys_converted,
-       quantileExactArrayForEach(0.5)(arrayMap(x -> arrayFilter(d -> d >= 0, x), dts)) AS median_ms,
-       quantileExactArrayForEach(0.9)(arrayMap(x -> arrayFilter(d -> d >= 0, x), dts)) AS p90_ms,
+       sumForEach(arrayMap(x -> toUInt64(arrayExists(d -> d >= 0, x)), fdt)) AS converted,
+       sumForEach(arrayMap(x -> toUInt64(arrayCount(d -> d >= 0, x)), fdt)) AS journeys_converted,
+       quantileExactArrayForEach(0.5)(arrayMap(x -> arrayFilter(d -> d >= 0, x), fdt)) AS median_ms,
+       quantileExactArrayForEach(0.9)(arrayMap(x -> arrayFilter(d -> d >= 0, x), fdt)) AS p90_ms,
        sumForEach(dropped) AS dropped
 FROM (
     SELECT
@@ -25,19 +25,7 @@ FROM (
             s -> toUInt64(arrayExists((f, l, e) -> e = 1 AND sg[f + l - 1] = s, jf, jl, {ended})),
             range(5)
         ) AS dropped,
-        arrayMap(s -> arrayMap((f, l) -> arrayFirstIndex(x -> x = s, arraySlice(sg, f, l)), jf, jl), range(5)) AS fi,
-        arrayMap(
-            (s, firsts) -> arrayMap(
-                (f, l, a) -> if(a = 0, 0, arrayFirstIndex(
-                    (x, k) -> x = s + 1 AND k > a, arraySlice(sg, f, l), range(1, l + 1))),
-                jf, jl, firsts),
-            range(5), fi
-        ) AS ni,
-        arrayMap(
-            (firsts, nexts) -> arrayMap(
-                (f, a, b) -> if(b > 0, ts[f + b - 1] - ts[f + a - 1], -1), jf, firsts, nexts),
-            fi, ni
-        ) AS dts
+        fdt
     FROM {persons}
 )
 """

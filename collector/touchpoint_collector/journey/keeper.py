@@ -36,6 +36,7 @@ from touchpoint_collector.journey.build import assemble
 from touchpoint_collector.journey.context import (
     STALE_AFTER_SECONDS,
     BuildContext,
+    new_prefix,
     sweep_stale,
 )
 from touchpoint_collector.journey.model import JourneyMap, MapFilters, MapSettings
@@ -53,6 +54,9 @@ and rows read twice only recompute a few persons twice. It also absorbs clock sk
 between the nodes of a cluster (each shard stamps its own rows), which must stay well
 under it."""
 FULL_EVERY_SECONDS: Final = 3 * 3600.0
+FULL_ABOVE_SHARE: Final = 0.4
+"""Past this share of the kept persons touched, a rebuild starts over instead: the update's
+scoped reads cost about twice a full build when they cover everybody (measured at 10M)."""
 INBOX_KEEPS: Final = timedelta(hours=23)
 """Less than the inbox's one-day TTL: past this, rows may be gone, so rebuild in full."""
 
@@ -102,6 +106,7 @@ class MapKeeper:
         taxonomy: Taxonomy | None = None,
         full_every_seconds: float = FULL_EVERY_SECONDS,
         inbox_grace: timedelta = INBOX_GRACE,
+        full_above_share: float = FULL_ABOVE_SHARE,
     ) -> None:
         if full_every_seconds >= STALE_AFTER_SECONDS:
             raise ValueError("full_every_seconds must be shorter than the sweep's age limit")
@@ -110,6 +115,7 @@ class MapKeeper:
         self.taxonomy = taxonomy
         self.full_every_seconds = full_every_seconds
         self.inbox_grace = inbox_grace
+        self.full_above_share = full_above_share
         self.kept: Kept | None = None
         self.last: LastBuild | None = None
 
@@ -132,7 +138,15 @@ class MapKeeper:
                 recomputed = -1
             else:
                 reason = "new events, links or a moved window"
-                recomputed = self._update(ctx)
+                touched = self._update(ctx)
+                if touched is None:
+                    # A backfill or a large merge: scoped to most persons, the update would
+                    # cost more than starting over.
+                    full, reason, recomputed = True, "most persons touched", -1
+                    ctx.prefix, ctx.table = new_prefix(), ""
+                    self._rebuild(ctx)
+                else:
+                    recomputed = touched
             assert self.kept is not None
             self.kept.read_from = server_now
             self.kept.rows = self._count_rows(self.kept.table)
@@ -220,18 +234,21 @@ class MapKeeper:
 
     # -- recomputing the persons that changed ---------------------------------------------
 
-    def _update(self, ctx: BuildContext) -> int:
+    def _update(self, ctx: BuildContext) -> int | None:
+        """Recompute the changed persons; how many (None: too many, rebuild in full)."""
         kept = self.kept
         assert kept is not None
         ctx.table = kept.table
         ctx.load_names((kept.touchpoints, kept.channels))
         temp = {
             name: quote_ident(f"{ctx.prefix}_{name}")
-            for name in ("ids", "persons", "scope", "rows")
+            for name in ("ids", "touched", "scope", "rows")
         }
         try:
             self._affected_ids(ctx, kept, temp["ids"])
-            recomputed = self._touched_persons(ctx, temp["ids"], temp["persons"])
+            recomputed = self._touched_persons(ctx, temp["ids"], temp["touched"])
+            if recomputed > self.full_above_share * max(kept.rows, 1):
+                return None
             if recomputed:
                 self._replace(ctx, kept, temp)
         finally:
@@ -299,7 +316,7 @@ class MapKeeper:
 
     def _replace(self, ctx: BuildContext, kept: Kept, temp: dict[str, str]) -> None:
         """Recompute the touched persons' rows from all their ids' events and swap them in."""
-        persons, scope, rows = temp["persons"], temp["scope"], temp["rows"]
+        persons, scope, rows = temp["touched"], temp["scope"], temp["rows"]
         touched = f"(SELECT person FROM {persons})"
         # Every stored id that can resolve to a touched person: the person's own id, ids
         # linked to it, and ids linked to those (any link row: a superset is harmless, the

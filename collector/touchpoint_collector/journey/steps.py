@@ -200,7 +200,8 @@ def persons_sql(
     ``ts`` / ``lt`` first / last event time (ms), ``rep`` repeats, ``sc`` score of the
     first event, ``jn`` journey number, ``pos`` step number in its journey, ``g`` goal.
     Journey arrays (one element per journey): ``jf`` index of its first step, ``jl`` its
-    number of steps, ``jlast`` its last event time, ``jsti`` stitched. ``ids``: the stored
+    number of steps, ``jlast`` its last event time, ``jsti`` stitched. ``fdt``: per stage,
+    per journey, the time to the next stage (the stage funnel's). ``ids``: the stored
     ids (``person_id``) whose events the person holds, so that a kept map can find the
     person again when one of those ids gets new events or a new link.
 
@@ -256,7 +257,21 @@ def persons_sql(
             (a, b) -> toUInt8(e_sti_before[b] > e_sti_before[a]),
             e_jstart, arrayPushBack(arraySlice(e_jstart, 2), n + 1)
         ) AS jsti,
-        arrayMap((t, s) -> toUInt8(t = {{goal_code:UInt16}} OR s = {{goal_stage_idx:Int8}}), tp, sg) AS g
+        arrayMap((t, s) -> toUInt8(t = {{goal_code:UInt16}} OR s = {{goal_stage_idx:Int8}}), tp, sg) AS g,
+        -- per stage s (0-4), per journey: the time from its first step in s to its first
+        -- step in s + 1 after that (-1: no such pair), for the stage funnel; kept here so
+        -- that a kept map computes it only when the person changes
+        arrayMap(
+            s -> arrayMap(
+                (f, l) -> (
+                    arrayFirstIndex(x -> x = s, arraySlice(sg, f, l)) AS a,
+                    if(a = 0, 0, arrayFirstIndex(
+                        (x, k) -> x = s + 1 AND k > a, arraySlice(sg, f, l), range(1, l + 1))) AS b,
+                    if(b > 0, ts[f + b - 1] - ts[f + a - 1], -1)
+                ).3,
+                jf, jl),
+            range(5)
+        ) AS fdt
     FROM (
         SELECT
             if(l2.to_id != '', l2.to_id, if(l1.to_id != '', l1.to_id, e.person_id)) AS person,

@@ -38,6 +38,9 @@ GRACE = timedelta(milliseconds=50)
 """Short, so that the tests can see which persons a build recomputes (each build re-reads
 the inbox from this long before the previous one; see ``INBOX_GRACE``)."""
 PAST_GRACE = 0.08
+ALWAYS_UPDATE = 10.0
+"""These logs are tiny: any batch touches a large share of the persons, and the tests are
+about the update, not about when starting over is cheaper."""
 
 
 def figures(built: JourneyMap) -> dict[str, Any]:
@@ -69,7 +72,7 @@ def test_a_kept_map_equals_a_one_off_build_after_every_batch(
     cuts = sorted(data.draw(st.lists(st.integers(0, len(log)), min_size=1, max_size=3)))
     batches = [log[a:b] for a, b in zip([0, *cuts], [*cuts, len(log)], strict=True)]
     clear(store)
-    keeper = MapKeeper(store, scenario.settings, inbox_grace=GRACE)
+    keeper = MapKeeper(store, scenario.settings, inbox_grace=GRACE, full_above_share=ALWAYS_UPDATE)
     filters = scenario.filters
     for number, batch in enumerate(batches):
         write_log(store, batch)
@@ -138,7 +141,7 @@ def kept(store: Store) -> MapKeeper:
             track("a1", "product_viewed", DAY, "m6"),
         ],
     )
-    keeper = MapKeeper(store, SETTINGS, inbox_grace=GRACE)
+    keeper = MapKeeper(store, SETTINGS, inbox_grace=GRACE, full_above_share=ALWAYS_UPDATE)
     time.sleep(PAST_GRACE)
     first = keeper.build(as_of=AS_OF)
     assert keeper.last is not None and keeper.last.mode == "full"
@@ -269,7 +272,7 @@ def test_kept_rows_on_disk_are_updated_the_same_way(
     monkeypatch.setattr(context, "IN_MEMORY_MAX_EVENTS", 0)
     clear(store)
     write_log(store, [track("u1", "site_visit", 0, "m1"), track("u2", "site_visit", 0, "m2")])
-    keeper = MapKeeper(store, SETTINGS, inbox_grace=GRACE)
+    keeper = MapKeeper(store, SETTINGS, inbox_grace=GRACE, full_above_share=ALWAYS_UPDATE)
     time.sleep(PAST_GRACE)
     keeper.build(as_of=AS_OF)
     assert keeper.kept is not None and keeper.kept.engine.startswith("MergeTree")
@@ -299,7 +302,7 @@ def test_a_new_link_under_a_persona_filter_rebuilds_in_full(store: Store) -> Non
             alias("u1", "u2", 3 * DAY, "l1"),
         ],
     )
-    keeper = MapKeeper(store, SETTINGS, inbox_grace=GRACE)
+    keeper = MapKeeper(store, SETTINGS, inbox_grace=GRACE, full_above_share=ALWAYS_UPDATE)
     time.sleep(PAST_GRACE)
     assert keeper.build(smb, as_of=AS_OF).coverage.persons == 1
     write_log(store, [alias("u2", "u4", 4 * DAY, "l2")])
@@ -340,3 +343,23 @@ def test_names_stored_after_a_build_listed_them_wait_for_the_next_build(
     assert early.coverage.converted_persons == 0
     monkeypatch.undo()
     assert build_map(store, MapFilters(), settings, as_of=AS_OF).coverage.events == 2
+
+
+def test_touching_most_persons_starts_over(store: Store) -> None:
+    """A backfill touching most persons rebuilds in full: the scoped update would cost more."""
+    clear(store)
+    write_log(store, [track(f"u{i}", "site_visit", 0, f"m{i}") for i in range(5)])
+    keeper = MapKeeper(store, SETTINGS, inbox_grace=GRACE, full_above_share=0.5)
+    time.sleep(PAST_GRACE)
+    keeper.build(as_of=AS_OF)
+    write_log(store, [track(f"u{i}", "purchase", DAY, f"p{i}") for i in range(2)])
+    time.sleep(PAST_GRACE)
+    keeper.build(as_of=AS_OF)
+    assert keeper.last is not None and keeper.last.mode == "incremental"
+    write_log(store, [track(f"u{i}", "cart_added", 2 * DAY, f"c{i}") for i in range(3)])
+    time.sleep(PAST_GRACE)
+    built = keeper.build(as_of=AS_OF)
+    assert (keeper.last.mode, keeper.last.reason) == ("full", "most persons touched")
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+    assert keeper.kept is not None and keeper.kept.rows == 5
+    keeper.forget()
