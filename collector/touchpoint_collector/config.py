@@ -113,7 +113,7 @@ class MapConfig(_Section):
     insert takes to become visible, and than the clock skew between cluster nodes."""
     keep_rows: bool = True
     """Keep the default map's person rows between rebuilds, so a rebuild recomputes only the
-    persons touched since the last (memory: about 70 bytes per step of the window)."""
+    persons touched since the last (memory: about 80 bytes per step of the window)."""
 
 
 class CustomChannel(_Section):

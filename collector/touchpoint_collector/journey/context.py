@@ -3,7 +3,7 @@ as arrays) of one set of filters, materialised once into a per-build table that 
 then reads.
 
 The working table lives in memory (``Memory`` engine: views read it without decompressing,
-~70 bytes per step) up to :data:`IN_MEMORY_MAX_EVENTS` stored events, and on disk
+~80 bytes per step) up to :data:`IN_MEMORY_MAX_EVENTS` stored events, and on disk
 (``MergeTree``) beyond, so a build over any number of events spills instead of failing;
 ``max_bytes_before_external_*`` bound its sorts and aggregations the same way.
 
@@ -27,7 +27,7 @@ from touchpoint_collector.store import Store, quote_ident
 DAY_MS = 86_400_000
 IN_MEMORY_MAX_EVENTS = 50_000_000
 """Above this many stored events (filtered or not), a build's working table goes to disk:
-~3.5 GB of memory at ~70 bytes per step is where disk becomes the safer trade."""
+~4 GB of memory at ~80 bytes per step is where disk becomes the safer trade."""
 SPILL_SETTINGS: dict[str, Any] = {
     "max_bytes_before_external_group_by": 1 << 30,
     "max_bytes_before_external_sort": 1 << 30,
@@ -37,7 +37,7 @@ SPILL_SETTINGS: dict[str, Any] = {
 }
 
 
-PERSON_COLUMNS = "person, ids, tp, sg, ch, ts, lt, rep, sc, jn, pos, g, jf, jl, jlast, jsti, fdt"
+PERSON_COLUMNS = "person, ids, tp, sg, ch, ts, lt, rep, sc, jn, pos, g, jf, jl, jlast, jsti, fdt, lp, pgh, dws, dwm"
 MAX_CODES = 65_535
 WORKING_TABLE_PATTERN = "^_map_[0-9a-f]{12}_[a-z]+$"
 STALE_AFTER_SECONDS = 6 * 3600
@@ -189,6 +189,8 @@ class BuildContext:
             channels=self.channels,
             goal_code=self.goal_code,
             goal_stage_idx=self.goal_stage_idx,
+            post_goal_codes=self.codes(self.settings.post_goal_touchpoints),
+            post_goal_ms=int(self.settings.post_goal_days * DAY_MS),
             id_scope=id_scope,
         )
         return f"SELECT {PERSON_COLUMNS} FROM ({select})"

@@ -23,21 +23,11 @@ GROUP BY s, c
 """
 
 # Dwell: per (journey, stage) of a person, the last step's last event minus the first
-# step's time. Keys journey * 8 + stage + 1; `firsts` / `lasts` are the keys' first and
-# last steps (one each per key), both sorted by key so that they pair up.
+# step's time (the person rows' `dws` / `dwm`).
 TIME_IN_STAGE_SQL = """
 SELECT s, quantileExact(0.5)(dwell_ms)
-FROM (
-    SELECT arrayMap((j, x) -> toUInt32(j) * 8 + toUInt32(x + 1), jn, sg) AS keys,
-           arrayEnumerateUniq(keys) AS occ,
-           arrayReverse(arrayEnumerateUniq(arrayReverse(keys))) AS rocc,
-           arraySort(arrayFilter((k, o) -> o = 1, keys, occ)) AS sorted_keys,
-           arraySort((v, k) -> k, arrayFilter((v, o) -> o = 1, ts, occ), arrayFilter((k, o) -> o = 1, keys, occ)) AS firsts,
-           arraySort((v, k) -> k, arrayFilter((v, o) -> o = 1, lt, rocc), arrayFilter((k, o) -> o = 1, keys, rocc)) AS lasts
-    FROM {persons}
-)
-ARRAY JOIN arrayMap(k -> toInt8(modulo(k, 8)) - 1, sorted_keys) AS s, arrayMap((a, b) -> b - a, firsts, lasts) AS dwell_ms
-WHERE s >= 0
+FROM {persons}
+ARRAY JOIN dws AS s, dwm AS dwell_ms
 GROUP BY s
 """
 

@@ -48,35 +48,21 @@ GROUP BY pair
 HAVING persons >= {{min_support:UInt32}}
 """
 
-# Per person: touchpoints with two or more steps in one journey.
-LOOPED = "arrayDistinct(arrayFilter((t, o) -> o >= 2, tp, arrayEnumerateUniq(jn, tp)))"
-LOOP_SQL = f"""
-SELECT t, count() AS population, countIf(has(looped, t)) AS affected,
-       groupArraySortedIf(5)(person, has(looped, t)) AS examples
-FROM (SELECT person, tp, {LOOPED} AS looped FROM {{persons}})
+# `lp`: per person, the touchpoints with two or more steps in one journey.
+LOOP_SQL = """
+SELECT t, count() AS population, countIf(has(lp, t)) AS affected,
+       groupArraySortedIf(5)(person, has(lp, t)) AS examples
+FROM {persons}
 ARRAY JOIN arrayDistinct(tp) AS t
 GROUP BY t
 """
 
-# Per step: 1 + the time of the latest goal step before it in its journey (-1: none), so
-# an issue counts when it comes within the window after some goal step of its journey.
-POST_GOAL_HITS = """
-arrayDistinct(arrayFilter(
-    (t, last_goal, s) -> has({{issues:Array(UInt16)}}, t) AND last_goal > 0
-                         AND s - (last_goal - 1) <= {{window_ms:Int64}},
-    tp,
-    arrayFill(
-        x -> x != 0,
-        arrayMap((k, p) -> if(p = 1, toInt64(-1), if(g[k - 1] = 1, ts[k - 1] + 1, toInt64(0))),
-                 arrayEnumerate(tp), pos)
-    ),
-    ts
-))
-"""
-POST_GOAL_SQL = f"""
+# `pgh`: per person, the issue touchpoints within the window after a goal step of the
+# same journey (the person rows' own; see steps.py).
+POST_GOAL_SQL = """
 SELECT t, count() AS affected, groupArraySorted(5)(person) AS examples
-FROM (SELECT person, {POST_GOAL_HITS} AS hits FROM {{persons}})
-ARRAY JOIN hits AS t
+FROM {persons}
+ARRAY JOIN pgh AS t
 GROUP BY t
 """
 
@@ -100,12 +86,12 @@ GROUP BY a
 
 # The baselines, in one pass: persons who loop, who have any issue soon after a goal,
 # who gave a score, who gave a low one.
-BASELINES_SQL = f"""
-SELECT countIf(notEmpty({LOOPED})),
-       countIf(notEmpty({POST_GOAL_HITS})),
+BASELINES_SQL = """
+SELECT countIf(notEmpty(lp)),
+       countIf(notEmpty(pgh)),
        countIf(arrayExists(s -> s IS NOT NULL, sc)),
-       countIf(arrayExists(s -> s IS NOT NULL AND assumeNotNull(s) <= {{{{low:Float32}}}}, sc))
-FROM {{persons}}
+       countIf(arrayExists(s -> s IS NOT NULL AND assumeNotNull(s) <= {{low:Float32}}, sc))
+FROM {persons}
 """
 
 
@@ -143,10 +129,9 @@ def compute(
         )
 
     issues = ctx.codes(ctx.settings.post_goal_touchpoints)
-    window_ms = int(ctx.settings.post_goal_days * 86_400_000)
     low = ctx.settings.low_score_max
     loopers, any_issue, scored_persons, low_persons = ctx.rows(
-        BASELINES_SQL.format(**fmt), issues=issues, window_ms=window_ms, low=low
+        BASELINES_SQL.format(**fmt), low=low
     )[0]
 
     # drop-off, against the drop-off of the touchpoint's stage
@@ -217,9 +202,7 @@ def compute(
     # issues soon after the goal
     if converted_total >= support and issues:
         baseline = any_issue / converted_total
-        for code, affected, examples in ctx.rows(
-            POST_GOAL_SQL.format(**fmt), issues=issues, window_ms=window_ms
-        ):
+        for code, affected, examples in ctx.rows(POST_GOAL_SQL.format(**fmt)):
             tp = ctx.name(code)
             rate = affected / converted_total
             if rate >= 0.1:

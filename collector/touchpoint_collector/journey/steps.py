@@ -191,6 +191,8 @@ def persons_sql(
     channels: list[str],
     goal_code: int,
     goal_stage_idx: int,
+    post_goal_codes: list[int] | None = None,
+    post_goal_ms: int = 0,
     id_scope: str | None = None,
 ) -> str:
     """SELECT producing one row per person: their steps as parallel arrays.
@@ -201,7 +203,11 @@ def persons_sql(
     first event, ``jn`` journey number, ``pos`` step number in its journey, ``g`` goal.
     Journey arrays (one element per journey): ``jf`` index of its first step, ``jl`` its
     number of steps, ``jlast`` its last event time, ``jsti`` stitched. ``fdt``: per stage,
-    per journey, the time to the next stage (the stage funnel's). ``ids``: the stored
+    per journey, the time to the next stage (the stage funnel's); ``lp`` the touchpoints
+    looped in a journey; ``pgh`` the `post_goal_codes` touchpoints within `post_goal_ms`
+    after a goal step of their journey; ``dws`` / ``dwm`` the stage and dwell time of each (journey,
+    stage). Views read these instead of deriving them, so a kept map derives them only
+    when a person changes. ``ids``: the stored
     ids (``person_id``) whose events the person holds, so that a kept map can find the
     person again when one of those ids gets new events or a new link.
 
@@ -215,6 +221,8 @@ def persons_sql(
     params["gap_ms"] = int(gap_days * 86_400_000)
     params["goal_code"] = goal_code
     params["goal_stage_idx"] = goal_stage_idx
+    params["post_goal_codes"] = post_goal_codes or []
+    params["post_goal_ms"] = post_goal_ms
     tp_code = _code_map("touchpoint", touchpoints, params, "tp")
     ch_code = _code_map("channel", channels, params, "ch")
     where = event_filter(filters, params)
@@ -271,7 +279,35 @@ def persons_sql(
                 ).3,
                 jf, jl),
             range(5)
-        ) AS fdt
+        ) AS fdt,
+        -- touchpoints with two or more steps in one journey (loops and rework)
+        arrayDistinct(arrayFilter((t, o) -> o >= 2, tp, arrayEnumerateUniq(jn, tp))) AS lp,
+        -- issue touchpoints within the window after a goal step of the same journey: per
+        -- step, 1 + the time of the latest goal step before it in its journey (-1: none)
+        arrayDistinct(arrayFilter(
+            (t, last_goal, s) -> has({{post_goal_codes:Array(UInt16)}}, t) AND last_goal > 0
+                                 AND s - (last_goal - 1) <= {{post_goal_ms:Int64}},
+            tp,
+            arrayFill(
+                x -> x != 0,
+                arrayMap((k, p) -> if(p = 1, toInt64(-1), if(g[k - 1] = 1, ts[k - 1] + 1, toInt64(0))),
+                         arrayEnumerate(tp), pos)
+            ),
+            ts
+        )) AS pgh,
+        -- dwell: per (journey, stage) with a stage, the stage (`dws`) and the time from its
+        -- first step to its last step's last event (`dwm`); keys journey * 8 + stage + 1,
+        -- firsts and lasts both sorted by key so that they pair up
+        arrayMap((j, x) -> toUInt32(j) * 8 + toUInt32(x + 1), jn, sg) AS d_keys,
+        arrayEnumerateUniq(d_keys) AS d_occ,
+        arrayReverse(arrayEnumerateUniq(arrayReverse(d_keys))) AS d_rocc,
+        arraySort(arrayFilter((k, o) -> o = 1, d_keys, d_occ)) AS d_sorted,
+        arraySort((v, k) -> k, arrayFilter((v, o) -> o = 1, ts, d_occ), arrayFilter((k, o) -> o = 1, d_keys, d_occ)) AS d_firsts,
+        arraySort((v, k) -> k, arrayFilter((v, o) -> o = 1, lt, d_rocc), arrayFilter((k, o) -> o = 1, d_keys, d_rocc)) AS d_lasts,
+        arrayFilter(x -> x >= 0, arrayMap(k -> toInt8(modulo(k, 8)) - 1, d_sorted)) AS dws,
+        arrayFilter(
+            (d, k) -> modulo(k, 8) != 0, arrayMap((a, b) -> b - a, d_firsts, d_lasts), d_sorted
+        ) AS dwm
     FROM (
         SELECT
             if(l2.to_id != '', l2.to_id, if(l1.to_id != '', l1.to_id, e.person_id)) AS person,
