@@ -143,7 +143,7 @@ class MapKeeper:
                     # A backfill or a large merge: scoped to most persons, the update would
                     # cost more than starting over.
                     full, reason, recomputed = True, "most persons touched", -1
-                    ctx.prefix, ctx.table = new_prefix(), ""
+                    ctx.prefix = new_prefix()
                     self._rebuild(ctx)
                 else:
                     recomputed = touched

@@ -24,24 +24,20 @@ from touchpoint_collector.journey.model import MapFilters
 STAGE_NAMES: Final = ("awareness", "consideration", "purchase", "retention", "advocacy")
 STAGE_ARRAY: Final = "['awareness', 'consideration', 'purchase', 'retention', 'advocacy']"
 
-LINKS_SQL: Final = """
-    SELECT anonymous_id AS from_id, argMin(user_id, (first_seen, user_id)) AS to_id
-    FROM identities FINAL
-    GROUP BY anonymous_id
-"""
-
 
 def links_sql(scope: str | None = None) -> str:
     """Each anonymous id's link (its earliest-seen user id), for the anonymous ids in the
     SQL set `scope` (all when None)."""
-    if scope is None:
-        return LINKS_SQL
+    where = "" if scope is None else f"WHERE anonymous_id IN {scope}"
     return f"""
     SELECT anonymous_id AS from_id, argMin(user_id, (first_seen, user_id)) AS to_id
     FROM identities FINAL
-    WHERE anonymous_id IN {scope}
+    {where}
     GROUP BY anonymous_id
     """
+
+
+LINKS_SQL: Final = links_sql()
 
 
 def resolved_sql(where: str) -> str:
@@ -202,14 +198,16 @@ def persons_sql(
     ``ts`` / ``lt`` first / last event time (ms), ``rep`` repeats, ``sc`` score of the
     first event, ``jn`` journey number, ``pos`` step number in its journey, ``g`` goal.
     Journey arrays (one element per journey): ``jf`` index of its first step, ``jl`` its
-    number of steps, ``jlast`` its last event time, ``jsti`` stitched. ``fdt``: per stage,
-    per journey, the time to the next stage (the stage funnel's); ``lp`` the touchpoints
-    looped in a journey; ``pgh`` the `post_goal_codes` touchpoints within `post_goal_ms`
-    after a goal step of their journey; ``dws`` / ``dwm`` the stage and dwell time of each (journey,
-    stage). Views read these instead of deriving them, so a kept map derives them only
-    when a person changes. ``ids``: the stored
-    ids (``person_id``) whose events the person holds, so that a kept map can find the
-    person again when one of those ids gets new events or a new link.
+    number of steps, ``jlast`` its last event time, ``jsti`` stitched.
+
+    What views derive from the person alone, kept here so that a kept map derives it only
+    when the person changes: ``fdt`` per stage, per journey, the time to the next stage
+    (the stage funnel's); ``lp`` the touchpoints looped in a journey; ``pgh`` the
+    `post_goal_codes` touchpoints within `post_goal_ms` after a goal step of their
+    journey; ``dws`` / ``dwm`` the stage and dwell time of each (journey, stage).
+
+    ``ids``: the stored ids (``person_id``) whose events the person holds, so that a kept
+    map can find the person again when one of those ids gets new events or a new link.
 
     `id_scope` (an SQL set of stored ids, e.g. ``(SELECT id FROM t)``) limits the rows to
     the persons of those ids; it must hold every id of each person wanted.

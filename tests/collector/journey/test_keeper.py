@@ -225,11 +225,14 @@ def test_a_moved_window_recomputes_the_persons_at_its_edge(store: Store, kept: M
 
 
 def test_new_settings_or_filters_rebuild_in_full(store: Store, kept: MapKeeper) -> None:
-    kept.build(MapFilters(sources=("web",)), as_of=AS_OF)
+    web = MapFilters(sources=("web",))
+    built = kept.build(web, as_of=AS_OF)
     assert kept.last is not None and kept.last.reason == "filters changed"
+    assert_same_map(built, store, SETTINGS, web, AS_OF)
     kept.settings = msgspec.structs.replace(SETTINGS, gap_days=3)
-    kept.build(MapFilters(sources=("web",)), as_of=AS_OF)
+    built = kept.build(web, as_of=AS_OF)
     assert kept.last.reason == "settings changed"
+    assert_same_map(built, store, kept.settings, web, AS_OF)
 
 
 def test_a_failed_update_starts_over(
