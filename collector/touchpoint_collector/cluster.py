@@ -347,19 +347,19 @@ class ClusterRenderer:
 
     def alter_table(self, name: str, commands: str) -> list[str]:
         """Column changes go to the local table and to the Distributed one (which must show
-        the same columns); anything else (settings, TTL, indexes) to the local table only."""
+        the same columns); anything else (sorting key, settings, TTL, indexes) to the local
+        table only. One ALTER may mix both, as a new sorting-key column must: the local
+        table gets all of it, the Distributed one its column changes."""
         policy = policy_for(name)
         if policy.placement is not Placement.SHARDED:
             return [f"ALTER TABLE {self.qualified(name)} {self.on_cluster} {commands}"]
-        column_ops = [bool(_COLUMN_COMMAND_RE.match(c)) for c in _top_level_split(commands)]
+        parts = _top_level_split(commands)
+        columns = [c.strip() for c in parts if _COLUMN_COMMAND_RE.match(c)]
         local = f"ALTER TABLE {self.qualified(name + LOCAL_SUFFIX)} {self.on_cluster} {commands}"
-        if all(column_ops):
-            return [local, f"ALTER TABLE {self.qualified(name)} {self.on_cluster} {commands}"]
-        if not any(column_ops):
+        if not columns:
             return [local]
-        raise ClusterError(
-            f"ALTER TABLE {name}: split column changes and other changes into separate statements"
-        )
+        shown = ", ".join(columns)
+        return [local, f"ALTER TABLE {self.qualified(name)} {self.on_cluster} {shown}"]
 
     def migration(self, migration: Migration) -> list[str]:
         statements = []

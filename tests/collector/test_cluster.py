@@ -64,7 +64,7 @@ def cluster_tables() -> dict[str, str]:
     tables = {}
     for migration in load_migrations():
         for statement in renderer.migration(migration):
-            if statement.startswith("CREATE MATERIALIZED VIEW"):
+            if statement.startswith(("CREATE MATERIALIZED VIEW", "ALTER TABLE")):
                 continue
             match = TABLE_RE.match(statement)
             assert match, statement
@@ -230,8 +230,18 @@ def test_alter_statements() -> None:
         "ALTER TABLE rejected_events MODIFY TTL toDateTime(received_at) + INTERVAL 90 DAY"
     )
     assert len(ttl) == 1 and ttl[0].startswith(f"ALTER TABLE {DB}.rejected_events_local ON CLUSTER")
-    with pytest.raises(ClusterError, match="separate statements"):
-        renderer.statement("ALTER TABLE events ADD COLUMN a String, MODIFY SETTING x = 1")
+    # A new sorting-key column is added and keyed in one ALTER: the Distributed table,
+    # which has no key, gets only the column.
+    keyed = renderer.statement(
+        "ALTER TABLE identities ADD COLUMN IF NOT EXISTS seen_ms Int64 AFTER first_seen,"
+        "\n    MODIFY ORDER BY (anonymous_id, user_id, seen_ms)"
+    )
+    assert keyed == [
+        f"ALTER TABLE {DB}.identities_local ON CLUSTER {CLUSTER} ADD COLUMN IF NOT EXISTS "
+        "seen_ms Int64 AFTER first_seen,\n    MODIFY ORDER BY (anonymous_id, user_id, seen_ms)",
+        f"ALTER TABLE {DB}.identities ON CLUSTER {CLUSTER} ADD COLUMN IF NOT EXISTS "
+        "seen_ms Int64 AFTER first_seen",
+    ]
 
 
 def test_rendered_ddl_parses_in_clickhouse(store: Store) -> None:
@@ -273,6 +283,10 @@ statements = [renderer.database_ddl(), *renderer.statement(_LEDGER_DDL)]
 for migration in load_migrations():
     statements += renderer.migration(migration)
 for statement in statements:
+    if statement.startswith("ALTER TABLE touchpoint.") and "_local ON CLUSTER" in statement:
+        # The test keeper leaves replicated tables read-only, so their ALTERs cannot run
+        # here (test_alter_statements checks their text, formatQuery their syntax).
+        continue
     s.query(statement.replace(" ON CLUSTER tp_cluster", ""))
 def rows(sql):
     return [line.split("\\t") for line in str(s.query(sql, "TSV")).splitlines()]

@@ -7,9 +7,10 @@ read back from the store. Speed does not matter here; readability does.
 Readings of the spec where it leaves room (each is listed in the test report as well):
 
 * ``link(x)`` takes the smallest ``first_seen`` over the ``identities`` rows of ``x``
-  deduplicated with FINAL, as the spec says: a link seen twice is one row, its latest
-  sighting's. (Reading the rows as stored instead, an earlier sighting not yet merged away
-  could win: the property tests found such a log once this was the reading.)
+  deduplicated with FINAL, as the spec says: every sighting of a link is a row, and only
+  resends of one call (same time) collapse. (Before migration 0007 a re-sighted link kept
+  only its latest sighting; the property tests found a log where reading the rows as
+  stored then disagreed.)
 * Persona "as text": a string trait as itself, any other JSON value as its compact JSON.
 * A ``properties`` filter pair matches only events whose properties have the key.
 * Nodes are listed only when they have steps (an empty map has no START node either).
@@ -59,7 +60,7 @@ EVENTS_QUERY = (
     "source, properties, type, traits, score FROM events FINAL"
 )
 IDENTITIES_QUERY = "SELECT anonymous_id, user_id, first_seen FROM identities FINAL"
-"""The identities rows as the spec reads them: deduplicated (a re-sighted link is one row)."""
+"""The identities rows as the spec reads them: deduplicated (resends collapse)."""
 
 
 @dataclass(frozen=True)

@@ -527,22 +527,32 @@ def test_feedback_scores_feelings_and_low_score_pain_points(store: Store) -> Non
     assert all(p.rate == 1.0 and approx(p.baseline, 2 / 3) for p in low.values())
 
 
-def test_a_re_sighted_link_counts_with_its_latest_sighting(store: Store) -> None:
-    """The spec reads `identities` deduplicated (FINAL): a link seen twice is one row, the
-    latest sighting's. anon3 -> u2 on day 0; anon3 -> u1 on day 0 and again on day 1. As
-    stored, u1's day-0 row would tie with u2's and win on the name; deduplicated, u1's link
-    is the day-1 sighting, so anon3 resolves to u2 (the property tests found this log)."""
+def test_a_shared_device_stays_with_the_first_user_it_was_linked_to(store: Store) -> None:
+    """anon3 (a shared device) is linked to u1 on day 0, to u2 on day 1, and to u1 again on
+    day 2. Every sighting is a row (migration 0007), so u1's day-0 link is the earliest
+    and anon3 resolves to u1: persons u1 (anon3's visit) and u2 (their own visit). Before,
+    a link kept only its latest sighting (u1's day 2), and anon3 went to u2: one person.
+    Merges must not change that: the map is built again after OPTIMIZE ... FINAL."""
 
     def link(anonymous_id: str, user_id: str, when: timedelta) -> LogEvent:
         return identify(anonymous_id, user_id, when, persona="smb")
 
     log = [
-        link("anon3", "u2", 0 * DAY),
         link("anon3", "u1", 0 * DAY),
-        link("anon3", "u1", 1 * DAY),
-        track("anon3", "site_visit", 2 * DAY),
-        track("u1", "site_visit", 2 * DAY),
+        link("anon3", "u2", 1 * DAY),
+        link("anon3", "u1", 2 * DAY),
+        link("anon3", "u1", 2 * DAY),  # a resend: the same sighting, one row
+        track("anon3", "site_visit", 3 * DAY),
+        track("u2", "product_viewed", 3 * DAY),
     ]
     settings = MapSettings(gap_days=7, end_after_days=1, min_support=1)
     built = build(store, log, settings, as_of=T0 + 30 * DAY)
     assert (built.coverage.persons, built.coverage.stitched_journeys) == (2, 1)
+    assert sorted(tuple(p.steps) for p in built.paths) == [("product_viewed",), ("site_visit",)]
+    store.command("OPTIMIZE TABLE identities FINAL")
+    rows = store.query(
+        "SELECT user_id, count() FROM identities FINAL GROUP BY user_id ORDER BY user_id"
+    ).result_rows
+    assert [tuple(r) for r in rows] == [("u1", 2), ("u2", 1)]
+    again = build_map(store, MapFilters(), settings, as_of=T0 + 30 * DAY)
+    assert (again.coverage.persons, again.coverage.stitched_journeys) == (2, 1)
