@@ -134,9 +134,13 @@ class BuildContext:
         self._timed(sql, started)
         return rows
 
-    def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+    def command(
+        self, sql: str, params: dict[str, Any] | None = None, *, final: bool = True
+    ) -> None:
+        """Run `sql`; with `final` False, only tables it names with ``FINAL`` deduplicate."""
         started = time.perf_counter()
-        self.store.command(sql, parameters=params, settings=SPILL_SETTINGS)
+        settings = SPILL_SETTINGS if final else {**SPILL_SETTINGS, "final": 0}
+        self.store.command(sql, parameters=params, settings=settings)
         self._timed(sql, started)
 
     def _timed(self, sql: str, started: float) -> None:
@@ -178,9 +182,11 @@ class BuildContext:
                 f"the events; a map handles fewer than {MAX_CODES} of each"
             )
 
-    def persons_select(self, params: dict[str, Any], id_scope: str | None = None) -> str:
-        """SELECT of the person rows (:data:`PERSON_COLUMNS`); `id_scope` as in
-        :func:`~touchpoint_collector.journey.steps.persons_sql`."""
+    def persons_select(
+        self, params: dict[str, Any], id_scope: str | None = None, final_scope: str | None = None
+    ) -> str:
+        """SELECT of the person rows (:data:`PERSON_COLUMNS`); `id_scope` and `final_scope`
+        as in :func:`~touchpoint_collector.journey.steps.persons_sql`."""
         select = persons_sql(
             self.filters,
             self.settings.gap_days,
@@ -192,6 +198,7 @@ class BuildContext:
             post_goal_codes=self.codes(self.settings.post_goal_touchpoints),
             post_goal_ms=int(self.settings.post_goal_days * DAY_MS),
             id_scope=id_scope,
+            final_scope=final_scope,
         )
         return f"SELECT {PERSON_COLUMNS} FROM ({select})"
 

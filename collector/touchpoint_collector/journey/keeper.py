@@ -242,7 +242,7 @@ class MapKeeper:
         ctx.load_names((kept.touchpoints, kept.channels))
         temp = {
             name: quote_ident(f"{ctx.prefix}_{name}")
-            for name in ("ids", "touched", "scope", "rows")
+            for name in ("ids", "touched", "scope", "dups", "rows")
         }
         try:
             self._affected_ids(ctx, kept, temp["ids"])
@@ -332,12 +332,27 @@ class MapKeeper:
                 UNION ALL SELECT arrayJoin(ids) AS id FROM {ctx.persons} WHERE person IN {touched}
             )"""
         )
+        # The scope's ids holding two rows of one message (resends not merged yet): only
+        # their events need FINAL (see `persons_sql`).
+        dups = temp["dups"]
+        ctx.command(
+            f"""CREATE TABLE {dups} ENGINE = Memory AS
+            SELECT DISTINCT person_id AS id FROM events
+            WHERE person_id IN (SELECT id FROM {scope})
+            GROUP BY person_id, message_id HAVING count() > 1""",
+            final=False,
+        )
         params: dict[str, Any] = {}
-        select = ctx.persons_select(params, id_scope=f"(SELECT id FROM {scope})")
+        select = ctx.persons_select(
+            params,
+            id_scope=f"(SELECT id FROM {scope})",
+            final_scope=f"(SELECT id FROM {dups})",
+        )
         ctx.command(
             f"CREATE TABLE {rows} ENGINE = Memory AS "
             f"SELECT * FROM ({select}) WHERE person IN {touched}",
             params,
+            final=False,
         )
         if kept.engine == "Memory":  # mutations of Memory tables are synchronous
             ctx.command(f"ALTER TABLE {ctx.persons} DELETE WHERE person IN {touched}")

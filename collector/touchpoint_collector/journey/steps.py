@@ -190,6 +190,7 @@ def persons_sql(
     post_goal_codes: list[int] | None = None,
     post_goal_ms: int = 0,
     id_scope: str | None = None,
+    final_scope: str | None = None,
 ) -> str:
     """SELECT producing one row per person: their steps as parallel arrays.
 
@@ -212,6 +213,12 @@ def persons_sql(
     `id_scope` (an SQL set of stored ids, e.g. ``(SELECT id FROM t)``) limits the rows to
     the persons of those ids; it must hold every id of each person wanted.
 
+    `final_scope` (with `id_scope`; run the query with ``final = 0``): the ids of
+    `id_scope` that have two or more rows of one message. Only their events are read with
+    ``FINAL``: it changes nothing for the others, and ``FINAL`` merges every granule the
+    ids touch, which a scope spread over all persons makes every granule (0.68 s for 1%
+    of the persons of 10M events, against 0.11 s without).
+
     Events are gathered per stored id as numbers only (names become codes through a
     dictionary-level ``transform``), resolved to their person per id rather than per
     event, and ordered per person by sorting an index once.
@@ -226,8 +233,16 @@ def persons_sql(
     where = event_filter(filters, params)
     # Names stored after the build listed them (code 0) wait for the next build.
     where += f" AND {tp_code} != 0 AND {ch_code} != 0"
+    source = "events"  # deduplicated: every build query runs with final = 1 ...
     if id_scope is not None:
         where += f" AND person_id IN {id_scope}"
+        if final_scope is not None:  # ... except this one, which picks where it is needed
+            source = f"""(
+                SELECT * FROM events
+                WHERE person_id IN {id_scope} AND person_id NOT IN {final_scope}
+                UNION ALL
+                SELECT * FROM events FINAL WHERE person_id IN {final_scope}
+            )"""
     person_ok = persona_filter(filters, params, id_scope)
     first_hop = links_sql(id_scope)
     second_hop = links_sql(None if id_scope is None else f"(SELECT to_id FROM ({first_hop}))")
@@ -331,7 +346,7 @@ def persons_sql(
                 groupArray({ch_code}) AS i_ch,
                 -- groupArray skips NULLs: keep the places of missing scores as NaN
                 groupArray(ifNull(score, toFloat32(nan))) AS i_sc
-            FROM events  -- deduplicated: every build query runs with final = 1
+            FROM {source}
             WHERE {where}
             GROUP BY person_id
         ) AS e

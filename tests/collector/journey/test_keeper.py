@@ -216,6 +216,24 @@ def test_a_resend_and_a_late_event(store: Store, kept: MapKeeper) -> None:
     assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
 
 
+def test_a_resend_with_another_time_replaces_the_first_copy(store: Store, kept: MapKeeper) -> None:
+    """u1's m2 comes again dated day 3 (a corrected clock): the copy inserted last wins, as
+    FINAL has it, though the two copies are not merged yet. An update reads with FINAL
+    only the ids that hold such pairs: this one."""
+    write_log(store, [track("u1", "product_viewed", 3 * DAY, "m2")])
+    stored = store.query(
+        "SELECT count() FROM events WHERE message_id = 'm2'", settings={"final": 0}
+    ).result_rows
+    assert stored[0][0] == 2  # not merged: the update must deduplicate by itself
+    built = kept.build(as_of=AS_OF)
+    assert kept.last is not None and kept.last.persons_recomputed == 1
+    assert built.coverage.events == 6
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+    rows = store.query(f"SELECT ts FROM `{kept.kept.table}` WHERE person = 'u1'").result_rows  # type: ignore[union-attr]
+    start = int(at(0).timestamp() * 1000)
+    assert [list(r[0]) for r in rows] == [[start, start + 3 * DAY]]
+
+
 def test_a_moved_window_recomputes_the_persons_at_its_edge(store: Store, kept: MapKeeper) -> None:
     filters = MapFilters(since=at(DAY // 2))
     built = kept.build(filters, as_of=AS_OF)
