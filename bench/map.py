@@ -10,8 +10,11 @@ Each size runs in its own process on a fresh embedded store (clean peak-RSS numb
     (the full map: every view), timed, with peak RSS;
   * 1% new events appended, one each for 10% of the persons (returning, weeks later),
     then the map refreshed by a ``MapKeeper`` that kept the first build's person rows and
-    recomputes only the persons touched (timed: the refresh target), and built again from
-    scratch by ``build_map`` for comparison (the two maps must be equal: checked);
+    updates only the persons touched, appending new events to their rows where it can
+    (timed: the refresh target), and built again from scratch by ``build_map`` for
+    comparison (the two maps must be equal: checked);
+  * 1% more, concentrated: ten each for 1% of the persons, refreshed and checked the same
+    way (what a refresh costs depends little on how many persons the events touch);
   * anchors on the same 1M log, same run: one window-function directly-follows query in
     the engine, pandas groupby/shift, pm4py format_dataframe + discover_dfg (when installed:
     ``pip install pandas pm4py``).
@@ -54,8 +57,9 @@ STAGE_TOUCHPOINTS = [
 STAGES = ["awareness", "consideration", "purchase", "retention", "advocacy"]
 
 
-def generate_sql(first: int, count: int, persons: int, seq_offset: int) -> str:
-    """INSERT ... SELECT producing `count` events numbered from `first` (deterministic)."""
+def generate_sql(first: int, count: int, persons: int, seq_offset: int, tag: str = "b") -> str:
+    """INSERT ... SELECT producing `count` events numbered from `first` (deterministic);
+    their message ids start with `tag`."""
     tps = (
         "["
         + ",".join("[" + ",".join(f"'{t}'" for t in group) + "]" for group in STAGE_TOUCHPOINTS)
@@ -67,7 +71,7 @@ def generate_sql(first: int, count: int, persons: int, seq_offset: int) -> str:
                         clock_skew_ms, score, properties, traits, context, integrations,
                         collector_id, ingest_seq)
     SELECT
-        concat('b-', toString(n)) AS message_id,
+        concat('{tag}-', toString(n)) AS message_id,
         if(h % 5 = 0, 'backend', 'web') AS source,
         'track' AS type,
         tp AS event,
@@ -159,10 +163,12 @@ def worker(size: int, out_path: str) -> None:
         result["refresh_after_1pct_seconds"] = round(time.perf_counter() - started, 2)
         assert keeper.last is not None and keeper.last.mode == "incremental"
         result["refresh_persons_recomputed"] = keeper.last.persons_recomputed
+        result["refresh_persons_appended"] = keeper.last.persons_appended
         result["refresh_events"] = second.coverage.events
         print(
             f"  refresh {result['refresh_after_1pct_seconds']} s "
-            f"({keeper.last.persons_recomputed:,} persons recomputed)",
+            f"({keeper.last.persons_recomputed:,} persons updated, "
+            f"{keeper.last.persons_appended:,} of them by appending)",
             file=sys.stderr,
             flush=True,
         )
@@ -178,6 +184,28 @@ def worker(size: int, out_path: str) -> None:
             [label, round(seconds, 3)]
             for label, seconds in sorted(keeper.last.timings, key=lambda t: -t[1])[:12]
         ]
+        # The same share of new events, concentrated: 10 each for 1% of the persons.
+        few = max(1, persons // 100)
+        store.command(generate_sql(10 * few, extra, few, size * 4, tag="c"))
+        _settle(store)
+        started = time.perf_counter()
+        third = keeper.build(as_of=as_of)
+        result["refresh_concentrated_seconds"] = round(time.perf_counter() - started, 2)
+        assert keeper.last is not None and keeper.last.mode == "incremental"
+        result["refresh_concentrated_persons_recomputed"] = keeper.last.persons_recomputed
+        result["refresh_concentrated_persons_appended"] = keeper.last.persons_appended
+        once = msgspec.to_builtins(build_map(store, as_of=as_of))
+        kept_map = msgspec.to_builtins(third)
+        result["refresh_concentrated_equals_rebuild"] = all(
+            kept_map[key] == once[key] for key in kept_map if key not in volatile
+        )
+        print(
+            f"  refresh {result['refresh_concentrated_seconds']} s after 1% more events, 10 "
+            f"each for 1% of the persons ({keeper.last.persons_recomputed:,} persons updated, "
+            f"{keeper.last.persons_appended:,} of them by appending)",
+            file=sys.stderr,
+            flush=True,
+        )
         result["peak_rss_mib"] = round(_peak_rss_mib(), 1)
         result["rss_growth_during_builds_mib"] = round(_peak_rss_mib() - rss_before, 1)
         if size <= 2_000_000:
@@ -279,18 +307,25 @@ def main() -> int:
         os.unlink(out)
     header = (
         f"{'events':>12} {'persons':>10} {'full build':>11} {'+1% refresh':>12} {'ratio':>6} "
-        f"{'recomputed':>11} {'+1% rebuild':>12} {'same map':>9} {'peak RSS':>9}"
+        f"{'updated':>9} {'appended':>9} {'+1% rebuild':>12} {'same map':>9} "
+        f"{'+1% to 1%':>10} {'ratio':>6} {'same map':>9} {'peak RSS':>9}"
     )
     print(header)
     print("-" * len(header))
     for row in rows:
         ratio = row["refresh_after_1pct_seconds"] / row["full_build_seconds"]
         row["refresh_ratio"] = round(ratio, 3)
+        concentrated = row["refresh_concentrated_seconds"] / row["full_build_seconds"]
+        row["refresh_concentrated_ratio"] = round(concentrated, 3)
         print(
             f"{row['events']:>12,} {row['persons']:>10,} {row['full_build_seconds']:>10.2f}s "
             f"{row['refresh_after_1pct_seconds']:>11.2f}s {ratio:>6.3f} "
-            f"{row['refresh_persons_recomputed']:>11,} {row['rebuild_after_1pct_seconds']:>11.2f}s "
-            f"{'yes' if row['refresh_equals_rebuild'] else 'NO':>9} {row['peak_rss_mib']:>7.0f}Mi"
+            f"{row['refresh_persons_recomputed']:>9,} {row['refresh_persons_appended']:>9,} "
+            f"{row['rebuild_after_1pct_seconds']:>11.2f}s "
+            f"{'yes' if row['refresh_equals_rebuild'] else 'NO':>9} "
+            f"{row['refresh_concentrated_seconds']:>9.2f}s {concentrated:>6.3f} "
+            f"{'yes' if row['refresh_concentrated_equals_rebuild'] else 'NO':>9} "
+            f"{row['peak_rss_mib']:>7.0f}Mi"
         )
     if len(rows) >= 2:
         growth = rows[-1]["full_build_seconds"] / rows[0]["full_build_seconds"]

@@ -144,6 +144,11 @@ _VIEW_RE: Final = re.compile(
     r"\s+FROM\s+(?P<source>[A-Za-z_][A-Za-z0-9_]*)\s*$",
     re.IGNORECASE | re.DOTALL,
 )
+_ALTER_VIEW_RE: Final = re.compile(
+    r"ALTER\s+TABLE\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s+MODIFY\s+QUERY\s+(?P<select>SELECT\s.+?)"
+    r"\s+FROM\s+(?P<source>[A-Za-z_][A-Za-z0-9_]*)\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
 _COLUMN_COMMAND_RE: Final = re.compile(
     r"^\s*(ADD|DROP|MODIFY|RENAME|COMMENT|CLEAR)\s+COLUMN\b", re.IGNORECASE
 )
@@ -282,6 +287,9 @@ class ClusterRenderer:
         body = _strip_comments(sql)
         if _CREATE_RE.match(body):
             return self.create_table(parse_create_table(body))
+        view_query = _ALTER_VIEW_RE.match(body)
+        if view_query:
+            return [self.view_query(view_query)]
         alter = _ALTER_RE.match(body)
         if alter:
             return self.alter_table(alter["name"], alter["commands"].strip())
@@ -290,8 +298,9 @@ class ClusterRenderer:
             return [self.materialized_view(view)]
         raise ClusterError(
             f"cannot render for a cluster: {_first_line(body)} (only CREATE TABLE, ALTER "
-            "TABLE and CREATE MATERIALIZED VIEW ... TO ... AS SELECT ... FROM <table> are "
-            "rendered; extend touchpoint_collector.cluster)"
+            "TABLE, CREATE MATERIALIZED VIEW ... TO ... AS SELECT ... FROM <table> and ALTER "
+            "TABLE <view> MODIFY QUERY SELECT ... FROM <table> are rendered; extend "
+            "touchpoint_collector.cluster)"
         )
 
     def materialized_view(self, view: re.Match[str]) -> str:
@@ -309,6 +318,18 @@ class ClusterRenderer:
             f"CREATE MATERIALIZED VIEW {ine}{self.qualified(view['name'])} {self.on_cluster} "
             f"TO {self.qualified(view['target'] + LOCAL_SUFFIX)}\n"
             f"AS {view['select']}\nFROM {self.qualified(view['source'] + LOCAL_SUFFIX)}"
+        )
+
+    def view_query(self, view: re.Match[str]) -> str:
+        """A view's new query reads the local table of its source, as the view itself
+        does (:meth:`materialized_view`)."""
+        if policy_for(view["source"]).placement is not Placement.SHARDED:
+            raise ClusterError(
+                f"materialized view {view['name']}: only queries from a sharded table are rendered"
+            )
+        return (
+            f"ALTER TABLE {self.qualified(view['name'])} {self.on_cluster} MODIFY QUERY\n"
+            f"{view['select']}\nFROM {self.qualified(view['source'] + LOCAL_SUFFIX)}"
         )
 
     def create_table(self, table: CreateTable) -> list[str]:

@@ -212,7 +212,7 @@ def test_every_table_has_a_placement_and_unknown_ones_are_refused() -> None:
     with pytest.raises(ClusterError, match="no cluster placement"):
         renderer.statement("CREATE TABLE extra (x UInt8) ENGINE = MergeTree ORDER BY x")
     with pytest.raises(
-        ClusterError, match="only CREATE TABLE, ALTER TABLE and CREATE MATERIALIZED VIEW"
+        ClusterError, match="only CREATE TABLE, ALTER TABLE, CREATE MATERIALIZED VIEW"
     ):
         renderer.statement("CREATE VIEW v AS SELECT 1")
     with pytest.raises(ClusterError, match="cluster name"):
@@ -242,6 +242,16 @@ def test_alter_statements() -> None:
         f"ALTER TABLE {DB}.identities ON CLUSTER {CLUSTER} ADD COLUMN IF NOT EXISTS "
         "seen_ms Int64 AFTER first_seen",
     ]
+    # A view's new query reads its source's local table, as the view does.
+    query = renderer.statement(
+        "ALTER TABLE journey_inbox_events MODIFY QUERY\nSELECT person_id AS id FROM events"
+    )
+    assert query == [
+        f"ALTER TABLE {DB}.journey_inbox_events ON CLUSTER {CLUSTER} MODIFY QUERY\n"
+        f"SELECT person_id AS id\nFROM {DB}.events_local"
+    ]
+    with pytest.raises(ClusterError, match="only queries from a sharded table"):
+        renderer.statement("ALTER TABLE v MODIFY QUERY SELECT 1 AS x FROM schema_migrations")
 
 
 def test_rendered_ddl_parses_in_clickhouse(store: Store) -> None:

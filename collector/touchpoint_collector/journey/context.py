@@ -21,7 +21,13 @@ from datetime import datetime
 from typing import Any
 
 from touchpoint_collector.journey.model import MapFilters, MapSettings
-from touchpoint_collector.journey.steps import STAGE_NAMES, as_of_ms, persons_sql
+from touchpoint_collector.journey.steps import (
+    STAGE_NAMES,
+    appended_sql,
+    as_of_ms,
+    news_sql,
+    persons_sql,
+)
 from touchpoint_collector.store import Store, quote_ident
 
 DAY_MS = 86_400_000
@@ -38,6 +44,9 @@ SPILL_SETTINGS: dict[str, Any] = {
 
 
 PERSON_COLUMNS = "person, ids, tp, sg, ch, ts, lt, rep, sc, jn, pos, g, jf, jl, jlast, jsti, fdt, lp, pgh, dws, dwm"
+KEPT_COLUMNS = f"{PERSON_COLUMNS}, mh"
+"""A kept map's rows also hold their events' message-id hashes (``mh``): an event is
+appended to a row only when it is not a resend of one the row already holds."""
 MAX_CODES = 65_535
 WORKING_TABLE_PATTERN = "^_map_[0-9a-f]{12}_[a-z]+$"
 STALE_AFTER_SECONDS = 6 * 3600
@@ -183,10 +192,16 @@ class BuildContext:
             )
 
     def persons_select(
-        self, params: dict[str, Any], id_scope: str | None = None, final_scope: str | None = None
+        self,
+        params: dict[str, Any],
+        id_scope: str | None = None,
+        final_scope: str | None = None,
+        *,
+        kept: bool = False,
     ) -> str:
-        """SELECT of the person rows (:data:`PERSON_COLUMNS`); `id_scope` and `final_scope`
-        as in :func:`~touchpoint_collector.journey.steps.persons_sql`."""
+        """SELECT of the person rows (:data:`PERSON_COLUMNS`, and :data:`KEPT_COLUMNS` for a
+        `kept` map); `id_scope` and `final_scope` as in
+        :func:`~touchpoint_collector.journey.steps.persons_sql`."""
         select = persons_sql(
             self.filters,
             self.settings.gap_days,
@@ -199,8 +214,32 @@ class BuildContext:
             post_goal_ms=int(self.settings.post_goal_days * DAY_MS),
             id_scope=id_scope,
             final_scope=final_scope,
+            with_hashes=kept,
         )
-        return f"SELECT {PERSON_COLUMNS} FROM ({select})"
+        return f"SELECT {KEPT_COLUMNS if kept else PERSON_COLUMNS} FROM ({select})"
+
+    def appended_select(self, params: dict[str, Any], news: str) -> str:
+        """SELECT of the kept rows (:data:`KEPT_COLUMNS`) of the persons in the table
+        `news`, with their new events appended
+        (:func:`~touchpoint_collector.journey.steps.appended_sql`)."""
+        select = appended_sql(
+            self.persons,
+            news,
+            params,
+            gap_days=self.settings.gap_days,
+            goal_code=self.goal_code,
+            goal_stage_idx=self.goal_stage_idx,
+            post_goal_codes=self.codes(self.settings.post_goal_touchpoints),
+            post_goal_ms=int(self.settings.post_goal_days * DAY_MS),
+        )
+        return f"SELECT {KEPT_COLUMNS} FROM ({select})"
+
+    def news_select(self, params: dict[str, Any], inbox: str) -> str:
+        """SELECT of the new events in the inbox rows `inbox` that this map keeps
+        (:func:`~touchpoint_collector.journey.steps.news_sql`)."""
+        return news_sql(
+            self.filters, params, inbox, touchpoints=self.touchpoints, channels=self.channels
+        )
 
     def finish(self) -> None:
         """Settle the figures every view needs once the person rows are in place."""

@@ -78,6 +78,13 @@ class Kept:
     rows: int = 0
     """How many person rows the table held after the previous build."""
 
+    @property
+    def seen(self) -> str:
+        """The table of the inbox rows the previous build appended (id, message_id,
+        arrived): the next one reads the inbox from before it started again, and must
+        not append those twice."""
+        return self.table.removesuffix("_persons") + "_seen"
+
 
 @dataclass(frozen=True)
 class LastBuild:
@@ -87,6 +94,8 @@ class LastBuild:
     """``full`` or ``incremental``."""
     reason: str
     persons_recomputed: int
+    """Persons whose rows were replaced, ``persons_appended`` of them by appending."""
+    persons_appended: int
     persons_total: int
     timings: list[tuple[str, float]]
     """(query's first words, seconds) for every query of the build."""
@@ -133,20 +142,20 @@ class MapKeeper:
         reason = self._full_reason(ctx.filters, server_now)
         full = bool(reason)
         try:
+            recomputed = appended = 0
             if full:
                 self._rebuild(ctx)
-                recomputed = -1
             else:
                 reason = "new events, links or a moved window"
                 touched = self._update(ctx)
                 if touched is None:
                     # A backfill or a large merge: scoped to most persons, the update would
                     # cost more than starting over.
-                    full, reason, recomputed = True, "most persons touched", -1
+                    full, reason = True, "most persons touched"
                     ctx.prefix = new_prefix()
                     self._rebuild(ctx)
                 else:
-                    recomputed = touched
+                    recomputed, appended = touched
             assert self.kept is not None
             self.kept.read_from = server_now
             self.kept.rows = self._count_rows(self.kept.table)
@@ -159,6 +168,7 @@ class MapKeeper:
             mode="full" if full else "incremental",
             reason=reason,
             persons_recomputed=built.coverage.persons if full else recomputed,
+            persons_appended=0 if full else appended,
             persons_total=built.coverage.persons,
             timings=ctx.timings,
         )
@@ -167,7 +177,8 @@ class MapKeeper:
     def forget(self) -> None:
         """Drop the kept rows; the next build is a full one."""
         if self.kept is not None:
-            self.store.command(f"DROP TABLE IF EXISTS {quote_ident(self.kept.table)} SYNC")
+            for table in (self.kept.table, self.kept.seen):
+                self.store.command(f"DROP TABLE IF EXISTS {quote_ident(table)} SYNC")
         self.kept = None
 
     # -- when to start over ---------------------------------------------------------------
@@ -218,7 +229,8 @@ class MapKeeper:
         params: dict[str, Any] = {}
         engine = ctx.engine()
         ctx.command(
-            f"CREATE TABLE {ctx.persons} ENGINE = {engine} AS {ctx.persons_select(params)}",
+            f"CREATE TABLE {ctx.persons} ENGINE = {engine} AS "
+            f"{ctx.persons_select(params, kept=True)}",
             params,
         )
         self.kept = Kept(
@@ -231,41 +243,60 @@ class MapKeeper:
             read_from=datetime.now(UTC),  # set by `build`
             full_at=time.monotonic(),
         )
+        self.store.command(
+            f"CREATE TABLE {quote_ident(self.kept.seen)} "
+            "(id String, message_id String, arrived DateTime64(6, 'UTC')) ENGINE = Memory"
+        )
 
-    # -- recomputing the persons that changed ---------------------------------------------
+    # -- updating the persons that changed -----------------------------------------------
 
-    def _update(self, ctx: BuildContext) -> int | None:
-        """Recompute the changed persons; how many (None: too many, rebuild in full)."""
+    def _update(self, ctx: BuildContext) -> tuple[int, int] | None:
+        """Update the changed persons' rows: how many were replaced, and how many of those
+        by appending their new events (None: too many, rebuild in full)."""
         kept = self.kept
         assert kept is not None
         ctx.table = kept.table
         ctx.load_names((kept.touchpoints, kept.channels))
         temp = {
             name: quote_ident(f"{ctx.prefix}_{name}")
-            for name in ("ids", "touched", "scope", "dups", "rows")
+            for name in ("ids", "news", "fresh", "touched", "scope", "dups", "rows")
         }
+        # Whether a new event passes a property or persona filter is not in its inbox row.
+        appending = ctx.filters.persona is None and not ctx.filters.properties
+        since = kept.read_from - self.inbox_grace
         try:
-            self._affected_ids(ctx, kept, temp["ids"])
-            recomputed = self._touched_persons(ctx, temp["ids"], temp["touched"])
-            if recomputed > self.full_above_share * max(kept.rows, 1):
+            self._affected_ids(ctx, kept, temp["ids"], appending)
+            if appending:
+                self._news(ctx, kept, temp["news"])
+            self._touched_persons(ctx, temp["ids"], temp["touched"])
+            appended = self._appendable(ctx, kept, temp) if appending else 0
+            recomputed = int(ctx.rows(f"SELECT count() FROM {temp['touched']}")[0][0])
+            if recomputed + appended > self.full_above_share * max(kept.rows, 1):
                 return None
-            if recomputed:
-                self._replace(ctx, kept, temp)
+            if recomputed or appended:
+                self._replace(ctx, kept, temp, recomputed, appended)
+            if appending:
+                self._remember_appended(ctx, kept, temp, since)
         finally:
             for table in temp.values():
                 self.store.command(f"DROP TABLE IF EXISTS {table} SYNC")
         kept.filters = ctx.filters
         kept.touchpoints, kept.channels = ctx.touchpoints, ctx.channels
-        return recomputed
+        return recomputed + appended, appended
 
-    def _affected_ids(self, ctx: BuildContext, kept: Kept, ids: str) -> None:
-        """Stored ids whose person may have changed: with new events or links, linked to
-        an id with a new link, or with events in the part of the time axis the window
-        gained or lost."""
+    def _affected_ids(self, ctx: BuildContext, kept: Kept, ids: str, appending: bool) -> None:
+        """Stored ids whose person must be recomputed from their events: with new links,
+        linked to an id with a new link, with events in the part of the time axis the
+        window gained or lost, and (unless `appending`, which decides on new events
+        later) with new events."""
         params: dict[str, Any] = {"from": kept.read_from - self.inbox_grace}
         arrived = "arrived >= {from:DateTime64(6, 'UTC')}"
+        # Rows written before the inbox carried events (payload = 0) only name their id.
+        kinds = "(kind = 'link' OR payload = 0)" if appending else "1"
         ctx.command(f"CREATE TABLE {ids} (id String) ENGINE = Memory")
-        ctx.command(f"INSERT INTO {ids} SELECT id FROM journey_inbox WHERE {arrived}", params)
+        ctx.command(
+            f"INSERT INTO {ids} SELECT id FROM journey_inbox WHERE {arrived} AND {kinds}", params
+        )
         ctx.command(
             f"""INSERT INTO {ids} SELECT anonymous_id FROM identities
             WHERE user_id IN (SELECT id FROM journey_inbox WHERE {arrived} AND kind = 'link')""",
@@ -295,9 +326,22 @@ class MapKeeper:
                 settings={"final": 0},  # any copy of a moved event will do
             )
 
-    def _touched_persons(self, ctx: BuildContext, ids: str, persons: str) -> int:
+    def _news(self, ctx: BuildContext, kept: Kept, news: str) -> None:
+        """The new events the map keeps (its filters pass them), from the inbox rows that
+        arrived since the previous build and that it did not append already."""
+        params: dict[str, Any] = {"from": kept.read_from - self.inbox_grace}
+        inbox = f"""(
+            SELECT * FROM journey_inbox
+            WHERE arrived >= {{from:DateTime64(6, 'UTC')}} AND kind = 'event' AND payload = 1
+              AND (id, message_id, arrived) NOT IN (SELECT * FROM {quote_ident(kept.seen)})
+        )"""
+        ctx.command(
+            f"CREATE TABLE {news} ENGINE = Memory AS {ctx.news_select(params, inbox)}", params
+        )
+
+    def _touched_persons(self, ctx: BuildContext, ids: str, persons: str) -> None:
         """The persons the affected ids belonged to (their kept rows) and belong to now
-        (resolved through today's links); how many."""
+        (resolved through today's links)."""
         scope = f"(SELECT id FROM {ids})"
         first_hop = links_sql(scope)
         second_hop = links_sql(f"(SELECT to_id FROM ({first_hop}))")
@@ -312,53 +356,121 @@ class MapKeeper:
                 LEFT JOIN ({second_hop}) AS l2 ON l1.to_id = l2.from_id
             )"""
         )
-        return int(ctx.rows(f"SELECT count() FROM {persons}")[0][0])
 
-    def _replace(self, ctx: BuildContext, kept: Kept, temp: dict[str, str]) -> None:
-        """Recompute the touched persons' rows from all their ids' events and swap them in."""
+    def _appendable(self, ctx: BuildContext, kept: Kept, temp: dict[str, str]) -> int:
+        """Sort the persons with new events (and no other change) into those whose events
+        can be appended to their kept rows, and those to recompute (added to the touched
+        persons, their new events' ids to the affected ids); how many can be appended.
+
+        Appending gives the row recomputing would when every new event is later than all
+        of the person's kept events (so nothing before it moves) and none is a resend
+        (its message's hash is not in the row's ``mh``; a hash collision only costs a
+        recompute). A person without a kept row had no event in the map before.
+        """
+        news, fresh, touched = temp["news"], temp["fresh"], temp["touched"]
+        ctx.command(
+            f"""CREATE TABLE {fresh} ENGINE = Memory AS
+            SELECT n.person AS person,
+                   toUInt8(n.unique AND (
+                       empty(k.lt) OR (n.first > k.lt[-1] AND NOT hasAny(k.mh, n.hashes))
+                   )) AS ok
+            FROM (
+                SELECT person, min(ts) AS first, groupArray(cityHash64(mid)) AS hashes,
+                       uniqExact(person_id, mid) = count() AS unique
+                FROM {news}
+                WHERE person NOT IN (SELECT person FROM {touched})
+                GROUP BY person
+            ) AS n
+            LEFT JOIN (
+                SELECT person, lt, mh FROM {ctx.persons}
+                WHERE person IN (SELECT person FROM {news})
+            ) AS k ON k.person = n.person""",
+            final=False,
+        )
+        ctx.command(
+            f"""INSERT INTO {temp["ids"]} SELECT person_id FROM {news}
+            WHERE person IN (SELECT person FROM {fresh} WHERE ok = 0)""",
+            final=False,
+        )
+        ctx.command(f"INSERT INTO {touched} SELECT person FROM {fresh} WHERE ok = 0", final=False)
+        return int(ctx.rows(f"SELECT count() FROM {fresh} WHERE ok = 1")[0][0])
+
+    def _replace(
+        self, ctx: BuildContext, kept: Kept, temp: dict[str, str], recomputed: int, appended: int
+    ) -> None:
+        """Compute the changed persons' rows and swap them in: the touched persons' from all
+        their ids' events, the others' by appending their new events to their kept rows."""
         persons, scope, rows = temp["touched"], temp["scope"], temp["rows"]
         touched = f"(SELECT person FROM {persons})"
-        # Every stored id that can resolve to a touched person: the person's own id, ids
-        # linked to it, and ids linked to those (any link row: a superset is harmless, the
-        # rows are filtered by person below).
-        ctx.command(
-            f"""CREATE TABLE {scope} ENGINE = Memory AS
-            WITH hop1 AS (SELECT anonymous_id FROM identities WHERE user_id IN {touched})
-            SELECT DISTINCT id FROM (
-                SELECT id FROM {temp["ids"]}
-                UNION ALL SELECT person AS id FROM {persons}
-                UNION ALL SELECT anonymous_id AS id FROM hop1
-                UNION ALL SELECT anonymous_id AS id FROM identities WHERE user_id IN hop1
-                UNION ALL SELECT arrayJoin(ids) AS id FROM {ctx.persons} WHERE person IN {touched}
-            )"""
-        )
-        # The scope's ids holding two rows of one message (resends not merged yet): only
-        # their events need FINAL (see `persons_sql`).
-        dups = temp["dups"]
-        ctx.command(
-            f"""CREATE TABLE {dups} ENGINE = Memory AS
-            SELECT DISTINCT person_id AS id FROM events
-            WHERE person_id IN (SELECT id FROM {scope})
-            GROUP BY person_id, message_id HAVING count() > 1""",
-            final=False,
-        )
-        params: dict[str, Any] = {}
-        select = ctx.persons_select(
-            params,
-            id_scope=f"(SELECT id FROM {scope})",
-            final_scope=f"(SELECT id FROM {dups})",
-        )
-        ctx.command(
-            f"CREATE TABLE {rows} ENGINE = Memory AS "
-            f"SELECT * FROM ({select}) WHERE person IN {touched}",
-            params,
-            final=False,
-        )
+        appending = f"(SELECT person FROM {temp['fresh']} WHERE ok = 1)"
+        ctx.command(f"CREATE TABLE {rows} ENGINE = Memory AS SELECT * FROM {ctx.persons} LIMIT 0")
+        if recomputed:
+            # Every stored id that can resolve to a touched person: the person's own id, ids
+            # linked to it, and ids linked to those (any link row: a superset is harmless,
+            # the rows are filtered by person below).
+            ctx.command(
+                f"""CREATE TABLE {scope} ENGINE = Memory AS
+                WITH hop1 AS (SELECT anonymous_id FROM identities WHERE user_id IN {touched})
+                SELECT DISTINCT id FROM (
+                    SELECT id FROM {temp["ids"]}
+                    UNION ALL SELECT person AS id FROM {persons}
+                    UNION ALL SELECT anonymous_id AS id FROM hop1
+                    UNION ALL SELECT anonymous_id AS id FROM identities WHERE user_id IN hop1
+                    UNION ALL SELECT arrayJoin(ids) AS id FROM {ctx.persons} WHERE person IN {touched}
+                )"""
+            )
+            # The scope's ids holding two rows of one message (resends not merged yet): only
+            # their events need FINAL (see `persons_sql`).
+            dups = temp["dups"]
+            ctx.command(
+                f"""CREATE TABLE {dups} ENGINE = Memory AS
+                SELECT DISTINCT person_id AS id FROM events
+                WHERE person_id IN (SELECT id FROM {scope})
+                GROUP BY person_id, message_id HAVING count() > 1""",
+                final=False,
+            )
+            params: dict[str, Any] = {}
+            select = ctx.persons_select(
+                params,
+                id_scope=f"(SELECT id FROM {scope})",
+                final_scope=f"(SELECT id FROM {dups})",
+                kept=True,
+            )
+            ctx.command(
+                f"INSERT INTO {rows} SELECT * FROM ({select}) WHERE person IN {touched}",
+                params,
+                final=False,
+            )
+        if appended:
+            params = {}
+            news = f"(SELECT * FROM {temp['news']} WHERE person IN {appending})"
+            ctx.command(
+                f"INSERT INTO {rows} {ctx.appended_select(params, news)}", params, final=False
+            )
+        changed = f"person IN {touched}" + (f" OR person IN {appending}" if appended else "")
         if kept.engine == "Memory":  # mutations of Memory tables are synchronous
-            ctx.command(f"ALTER TABLE {ctx.persons} DELETE WHERE person IN {touched}")
+            ctx.command(f"ALTER TABLE {ctx.persons} DELETE WHERE {changed}")
         else:
-            ctx.command(f"DELETE FROM {ctx.persons} WHERE person IN {touched}")
+            ctx.command(f"DELETE FROM {ctx.persons} WHERE {changed}")
         ctx.command(f"INSERT INTO {ctx.persons} SELECT * FROM {rows}")
+
+    def _remember_appended(
+        self, ctx: BuildContext, kept: Kept, temp: dict[str, str], since: datetime
+    ) -> None:
+        """Add the inbox rows just appended to those the next build must skip, and forget
+        the ones it will not read again (older than its look-back)."""
+        seen = quote_ident(kept.seen)
+        # `since` + the time this build took is older than the next look-back: a few more
+        # rows stay than need to, never fewer.
+        ctx.command(
+            f"ALTER TABLE {seen} DELETE WHERE arrived < {{since:DateTime64(6, 'UTC')}}",
+            {"since": since},
+        )
+        ctx.command(
+            f"""INSERT INTO {seen} SELECT person_id, mid, arrived FROM {temp["news"]}
+            WHERE person IN (SELECT person FROM {temp["fresh"]} WHERE ok = 1)""",
+            final=False,
+        )
 
 
 def _without_window(filters: MapFilters) -> MapFilters:

@@ -191,6 +191,7 @@ def persons_sql(
     post_goal_ms: int = 0,
     id_scope: str | None = None,
     final_scope: str | None = None,
+    with_hashes: bool = False,
 ) -> str:
     """SELECT producing one row per person: their steps as parallel arrays.
 
@@ -223,11 +224,7 @@ def persons_sql(
     dictionary-level ``transform``), resolved to their person per id rather than per
     event, and ordered per person by sorting an index once.
     """
-    params["gap_ms"] = int(gap_days * 86_400_000)
-    params["goal_code"] = goal_code
-    params["goal_stage_idx"] = goal_stage_idx
-    params["post_goal_codes"] = post_goal_codes or []
-    params["post_goal_ms"] = post_goal_ms
+    _row_params(params, gap_days, goal_code, goal_stage_idx, post_goal_codes, post_goal_ms)
     tp_code = _code_map("touchpoint", touchpoints, params, "tp")
     ch_code = _code_map("channel", channels, params, "ch")
     where = event_filter(filters, params)
@@ -246,16 +243,97 @@ def persons_sql(
     person_ok = persona_filter(filters, params, id_scope)
     first_hop = links_sql(id_scope)
     second_hop = links_sql(None if id_scope is None else f"(SELECT to_id FROM ({first_hop}))")
+    gathered = f"""
+    (
+        SELECT
+            if(l2.to_id != '', l2.to_id, if(l1.to_id != '', l1.to_id, e.person_id)) AS person,
+            groupArray(e.person_id) AS ids,
+            arrayFlatten(groupArray(e.i_ts)) AS u_ts,
+            arrayFlatten(groupArray(e.i_seq)) AS u_seq,
+            arrayFlatten(groupArray(e.i_mid)) AS u_mid,
+            arrayFlatten(groupArray(e.i_tp)) AS u_tp,
+            arrayFlatten(groupArray(e.i_sg)) AS u_sg,
+            arrayFlatten(groupArray(e.i_ch)) AS u_ch,
+            arrayFlatten(groupArray(e.i_sc)) AS u_sc,
+            arrayFlatten(groupArray(
+                arrayWithConstant(length(e.i_ts), toUInt8(person != e.person_id))
+            )) AS u_sti
+        FROM (
+            SELECT
+                person_id,
+                groupArray(toUnixTimestamp64Milli(timestamp)) AS i_ts,
+                groupArray(ingest_seq) AS i_seq,
+                groupArray(message_id) AS i_mid,
+                groupArray({tp_code}) AS i_tp,
+                groupArray(toInt8(transform(stage, {STAGE_ARRAY}, [1, 2, 3, 4, 5], 0) - 1)) AS i_sg,
+                groupArray({ch_code}) AS i_ch,
+                -- groupArray skips NULLs: keep the places of missing scores as NaN
+                groupArray(ifNull(score, toFloat32(nan))) AS i_sc
+            FROM {source}
+            WHERE {where}
+            GROUP BY person_id
+        ) AS e
+        LEFT JOIN ({first_hop}) AS l1 ON e.person_id = l1.from_id
+        LEFT JOIN ({second_hop}) AS l2 ON l1.to_id = l2.from_id
+        WHERE {person_ok}
+        GROUP BY person
+    )
+    """
+    order = "arraySort((i, t, q, m) -> (t, q, m), arrayEnumerate(u_ts), u_ts, u_seq, u_mid)"
+    hashes = "arrayMap(m -> cityHash64(m), u_mid)" if with_hashes else None
+    return _rows_sql(gathered, order, runs=False, hashes=hashes)
+
+
+def _row_params(
+    params: dict[str, Any],
+    gap_days: float,
+    goal_code: int,
+    goal_stage_idx: int,
+    post_goal_codes: list[int] | None,
+    post_goal_ms: int,
+) -> None:
+    params["gap_ms"] = int(gap_days * 86_400_000)
+    params["goal_code"] = goal_code
+    params["goal_stage_idx"] = goal_stage_idx
+    params["post_goal_codes"] = post_goal_codes or []
+    params["post_goal_ms"] = post_goal_ms
+
+
+def _rows_sql(source: str, order: str, *, runs: bool, hashes: str | None) -> str:
+    """The person rows (see :func:`persons_sql`) from `source`: per person, ``ids`` and
+    unsorted parallel arrays ``u_ts`` (time, ms), ``u_tp``, ``u_sg``, ``u_ch``, ``u_sc``
+    (NaN: no score), ``u_sti`` (stitched), put in order by the index array `order`.
+
+    Each element is one event, or with `runs` a run of events already collapsed into one
+    step of a kept row (``u_lt`` its last event's time, ``u_n`` its events): a kept row
+    and the events appended to it give the same row as all of the person's events would,
+    because journeys and steps split where the touchpoint or a long gap changes, which
+    only the run's first and last event decide. `hashes`: SQL for the ``mh`` column (the
+    message ids' hashes, which tell an appended event from a resend), or None for none.
+    """
+    previous_last = "e_lt" if runs else "e_ts"
+    run_arrays = (
+        "        arrayMap(i -> u_lt[i], o) AS e_lt,\n"
+        "        arrayPushFront(arrayCumSum(arrayMap(i -> u_n[i], o)), 0) AS e_cum,\n"
+        if runs
+        else ""
+    )
+    repeats = (
+        "arrayMap((s, e) -> toUInt32(e_cum[e] - e_cum[s]), e_start, e_end)"
+        if runs
+        else "arrayMap((s, e) -> toUInt32(e - s), e_start, e_end)"
+    )
+    mh_column = f"\n        {hashes} AS mh," if hashes else ""
     return f"""
     SELECT
         person,
-        ids,
+        ids,{mh_column}
         length(u_ts) AS n,
-        arraySort((i, t, q, m) -> (t, q, m), arrayEnumerate(u_ts), u_ts, u_seq, u_mid) AS o,
+        {order} AS o,
         arrayMap(i -> u_ts[i], o) AS e_ts,
         arrayMap(i -> u_tp[i], o) AS e_tp,
-        -- journeys start at a gap, steps where the touchpoint changes or a journey starts
-        arrayMap(i -> toUInt8(i = 1 OR e_ts[i] - e_ts[i - 1] > {{gap_ms:Int64}}), range(1, n + 1)) AS e_nj,
+{run_arrays}        -- journeys start at a gap, steps where the touchpoint changes or a journey starts
+        arrayMap(i -> toUInt8(i = 1 OR e_ts[i] - {previous_last}[i - 1] > {{gap_ms:Int64}}), range(1, n + 1)) AS e_nj,
         arrayCumSum(e_nj) AS e_jid,
         arrayFilter(i -> e_nj[i] = 1 OR e_tp[i] != e_tp[i - 1], range(1, n + 1)) AS e_start,
         arrayPushBack(arraySlice(e_start, 2), n + 1) AS e_end,
@@ -263,8 +341,8 @@ def persons_sql(
         arrayMap(s -> u_sg[o[s]], e_start) AS sg,
         arrayMap(s -> u_ch[o[s]], e_start) AS ch,
         arrayMap(s -> e_ts[s], e_start) AS ts,
-        arrayMap(e -> e_ts[e - 1], e_end) AS lt,
-        arrayMap((s, e) -> toUInt32(e - s), e_start, e_end) AS rep,
+        arrayMap(e -> {previous_last}[e - 1], e_end) AS lt,
+        {repeats} AS rep,
         arrayMap(x -> if(isNaN(x), NULL, x), arrayMap(s -> u_sc[o[s]], e_start)) AS sc,
         arrayMap(s -> toUInt32(e_jid[s]), e_start) AS jn,
         arrayFilter(k -> e_nj[e_start[k]] = 1, arrayEnumerate(e_start)) AS jf,
@@ -321,38 +399,102 @@ def persons_sql(
         arrayFilter(
             (d, k) -> modulo(k, 8) != 0, arrayMap((a, b) -> b - a, d_firsts, d_lasts), d_sorted
         ) AS dwm
+    FROM {source}
+    """
+
+
+def news_sql(
+    filters: MapFilters,
+    params: dict[str, Any],
+    inbox: str,
+    *,
+    touchpoints: list[str],
+    channels: list[str],
+) -> str:
+    """SELECT of the new events a kept map may append, from the ``journey_inbox`` rows
+    `inbox` (an SQL subquery of rows with a payload): those the map's filters keep, each
+    with its person (resolved through today's links) and as the numbers a person row holds.
+
+    Filters on properties or a persona cannot be decided from an inbox row; a map with
+    them recomputes its persons instead.
+    """
+    if filters.properties or filters.persona is not None:
+        raise ValueError("property and persona filters need the events themselves")
+    tp_code = _code_map("touchpoint", touchpoints, params, "tp")
+    ch_code = _code_map("channel", channels, params, "ch")
+    where = f"{event_filter(filters, params)} AND {tp_code} != 0 AND {ch_code} != 0"
+    scope = f"(SELECT id FROM {inbox})"
+    first_hop = links_sql(scope)
+    second_hop = links_sql(f"(SELECT to_id FROM ({first_hop}))")
+    return f"""
+    SELECT
+        if(l2.to_id != '', l2.to_id, if(l1.to_id != '', l1.to_id, i.id)) AS person,
+        i.id AS person_id,
+        toUnixTimestamp64Milli(i.timestamp) AS ts,
+        i.ingest_seq AS seq,
+        i.message_id AS mid,
+        -- CAST: a Memory table cannot hold LowCardinality numbers
+        CAST({tp_code}, 'UInt16') AS tp,
+        CAST(transform(i.stage, {STAGE_ARRAY}, [1, 2, 3, 4, 5], 0) - 1, 'Int8') AS sg,
+        CAST({ch_code}, 'UInt16') AS ch,
+        ifNull(i.score, toFloat32(nan)) AS sc,
+        toUInt8(person != i.id) AS sti,
+        i.arrived AS arrived
+    FROM (SELECT * FROM {inbox} WHERE {where}) AS i
+    LEFT JOIN ({first_hop}) AS l1 ON i.id = l1.from_id
+    LEFT JOIN ({second_hop}) AS l2 ON l1.to_id = l2.from_id
+    """
+
+
+def appended_sql(
+    kept: str,
+    news: str,
+    params: dict[str, Any],
+    *,
+    gap_days: float,
+    goal_code: int,
+    goal_stage_idx: int,
+    post_goal_codes: list[int] | None = None,
+    post_goal_ms: int = 0,
+) -> str:
+    """SELECT of the person rows (with ``mh``) of the persons in `news` (rows of
+    :func:`news_sql`, every one later than its person's kept events and none of them a
+    resend of those: the caller checks), each the kept row in `kept` (when the person
+    has one) with the new events appended, without reading the kept events again. The
+    other arguments as for :func:`persons_sql`."""
+    _row_params(params, gap_days, goal_code, goal_stage_idx, post_goal_codes, post_goal_ms)
+    source = f"""(
+    SELECT
+        n.person AS person,
+        arrayDistinct(arrayConcat(k.ids, n.n_ids)) AS ids,
+        arrayConcat(k.mh, n.n_mh) AS u_mh,
+        arrayConcat(k.ts, n.n_ts) AS u_ts,
+        arrayConcat(k.lt, n.n_ts) AS u_lt,
+        arrayConcat(k.rep, arrayWithConstant(length(n.n_ts), toUInt32(1))) AS u_n,
+        arrayConcat(k.tp, n.n_tp) AS u_tp,
+        arrayConcat(k.sg, n.n_sg) AS u_sg,
+        arrayConcat(k.ch, n.n_ch) AS u_ch,
+        arrayConcat(arrayMap(x -> ifNull(x, toFloat32(nan)), k.sc), n.n_sc) AS u_sc,
+        -- each kept step stands for its journey's events: stitched when its journey is
+        arrayConcat(arrayMap(j -> k.jsti[j], k.jn), n.n_sti) AS u_sti
     FROM (
         SELECT
-            if(l2.to_id != '', l2.to_id, if(l1.to_id != '', l1.to_id, e.person_id)) AS person,
-            groupArray(e.person_id) AS ids,
-            arrayFlatten(groupArray(e.i_ts)) AS u_ts,
-            arrayFlatten(groupArray(e.i_seq)) AS u_seq,
-            arrayFlatten(groupArray(e.i_mid)) AS u_mid,
-            arrayFlatten(groupArray(e.i_tp)) AS u_tp,
-            arrayFlatten(groupArray(e.i_sg)) AS u_sg,
-            arrayFlatten(groupArray(e.i_ch)) AS u_ch,
-            arrayFlatten(groupArray(e.i_sc)) AS u_sc,
-            arrayFlatten(groupArray(
-                arrayWithConstant(length(e.i_ts), toUInt8(person != e.person_id))
-            )) AS u_sti
-        FROM (
-            SELECT
-                person_id,
-                groupArray(toUnixTimestamp64Milli(timestamp)) AS i_ts,
-                groupArray(ingest_seq) AS i_seq,
-                groupArray(message_id) AS i_mid,
-                groupArray({tp_code}) AS i_tp,
-                groupArray(toInt8(transform(stage, {STAGE_ARRAY}, [1, 2, 3, 4, 5], 0) - 1)) AS i_sg,
-                groupArray({ch_code}) AS i_ch,
-                -- groupArray skips NULLs: keep the places of missing scores as NaN
-                groupArray(ifNull(score, toFloat32(nan))) AS i_sc
-            FROM {source}
-            WHERE {where}
-            GROUP BY person_id
-        ) AS e
-        LEFT JOIN ({first_hop}) AS l1 ON e.person_id = l1.from_id
-        LEFT JOIN ({second_hop}) AS l2 ON l1.to_id = l2.from_id
-        WHERE {person_ok}
+            person,
+            groupUniqArray(person_id) AS n_ids,
+            arraySort(x -> (x.1, x.2, x.3), groupArray((ts, seq, mid, tp, sg, ch, sc, sti))) AS evs,
+            arrayMap(x -> x.1, evs) AS n_ts,
+            arrayMap(x -> cityHash64(x.3), evs) AS n_mh,
+            arrayMap(x -> x.4, evs) AS n_tp,
+            arrayMap(x -> x.5, evs) AS n_sg,
+            arrayMap(x -> x.6, evs) AS n_ch,
+            arrayMap(x -> x.7, evs) AS n_sc,
+            arrayMap(x -> x.8, evs) AS n_sti
+        FROM {news}
         GROUP BY person
-    )
-    """
+    ) AS n
+    LEFT JOIN (
+        SELECT person, ids, mh, ts, lt, rep, tp, sg, ch, sc, jn, jsti FROM {kept}
+        WHERE person IN (SELECT person FROM {news})
+    ) AS k ON k.person = n.person
+    )"""
+    return _rows_sql(source, "arrayEnumerate(u_ts)", runs=True, hashes="u_mh")

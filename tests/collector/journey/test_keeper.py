@@ -158,8 +158,40 @@ def test_only_the_person_with_new_events_is_recomputed(store: Store, kept: MapKe
         1,
         4,
     )
+    assert kept.last.persons_appended == 1  # later than u2's kept event: appended
     assert built.coverage.converted_persons == 1
     assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+
+
+def test_later_events_are_appended_to_the_kept_rows(store: Store, kept: MapKeeper) -> None:
+    """Without reading the persons' events again: one extends u1's last step (a repeat),
+    one starts a new journey for u2 after a long gap, one is a new person's first."""
+    hour = DAY // 24
+    write_log(
+        store,
+        [
+            track("u1", "product_viewed", DAY + hour, "m7"),
+            track("u2", "site_visit", 35 * DAY, "m8"),
+            track("u9", "newsletter_signup", 3 * DAY, "m9"),
+        ],
+    )
+    built = kept.build(as_of=AS_OF)
+    assert kept.last is not None and kept.kept is not None
+    assert (kept.last.persons_recomputed, kept.last.persons_appended) == (3, 3)
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+    rows = dict(
+        store.query(
+            f"SELECT person, (rep, jn) FROM `{kept.kept.table}` WHERE person IN ('u1', 'u2')"
+        ).result_rows
+    )
+    assert rows == {"u1": ([1, 2], [1, 1]), "u2": ([1, 1], [1, 2])}
+    # A longer look-back reads these inbox rows again, and the fixture's: the rows it
+    # appended are skipped (u9 has no other), the others are in their persons' rows
+    # already (their hashes are), so those four are recomputed, not appended twice.
+    kept.inbox_grace = timedelta(hours=1)
+    again = kept.build(as_of=AS_OF)
+    assert (kept.last.persons_recomputed, kept.last.persons_appended) == (4, 0)
+    assert figures(again) == figures(built)
 
 
 def test_nothing_new_recomputes_nobody(store: Store, kept: MapKeeper) -> None:
@@ -168,24 +200,32 @@ def test_nothing_new_recomputes_nobody(store: Store, kept: MapKeeper) -> None:
     assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
 
 
+@pytest.mark.parametrize("payload", [1, 0], ids=["with its event", "id only"])
 def test_an_insert_still_in_flight_at_the_last_build_is_not_missed(
-    store: Store, kept: MapKeeper
+    store: Store, kept: MapKeeper, payload: int
 ) -> None:
-    """Its inbox rows carry a stamp from before the last build but became visible after."""
+    """Its inbox rows carry a stamp from before the last build but became visible after.
+    With the event in the row, it is appended; a row written before the inbox carried
+    events only names the id, whose person is recomputed."""
     assert kept.kept is not None
     write_log(store, [track("u2", "purchase", 2 * DAY, "m7")])
-    stamp = {"t": kept.kept.read_from - GRACE / 2}
+    stamp = {"t": kept.kept.read_from - GRACE / 2, "payload": payload}
     store.command(
         "ALTER TABLE journey_inbox DELETE WHERE id = 'u2' AND arrived > {t:DateTime64(6, 'UTC')} "
         "SETTINGS mutations_sync = 2",
         parameters=stamp,
     )
     store.command(
-        "INSERT INTO journey_inbox SELECT {t:DateTime64(6, 'UTC')}, 'u2', 'event'",
+        """INSERT INTO journey_inbox (arrived, id, kind, payload, message_id, timestamp,
+                                      ingest_seq, touchpoint, stage, channel, source, score)
+        SELECT {t:DateTime64(6, 'UTC')}, person_id, 'event', {payload:UInt8}, message_id,
+               timestamp, ingest_seq, touchpoint, stage, channel, source, score
+        FROM events WHERE message_id = 'm7'""",
         parameters=stamp,
     )
     built = kept.build(as_of=AS_OF)
     assert kept.last is not None and kept.last.persons_recomputed == 1
+    assert kept.last.persons_appended == payload
     assert built.coverage.converted_persons == 1
     assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
 
@@ -212,6 +252,7 @@ def test_a_resend_and_a_late_event(store: Store, kept: MapKeeper) -> None:
     """A resend changes nothing once collapsed; a late event lands inside u1's journey."""
     write_log(store, [track("u1", "product_viewed", DAY, "m2"), track("u1", "cart_added", 1, "m9")])
     built = kept.build(as_of=AS_OF)
+    assert kept.last is not None and kept.last.persons_appended == 0  # recomputed
     assert built.coverage.events == 7
     assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
 
@@ -227,6 +268,8 @@ def test_a_resend_with_another_time_replaces_the_first_copy(store: Store, kept: 
     assert stored[0][0] == 2  # not merged: the update must deduplicate by itself
     built = kept.build(as_of=AS_OF)
     assert kept.last is not None and kept.last.persons_recomputed == 1
+    # Later than u1's kept events, but its message is in u1's row: not appended.
+    assert kept.last.persons_appended == 0
     assert built.coverage.events == 6
     assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
     rows = store.query(f"SELECT ts FROM `{kept.kept.table}` WHERE person = 'u1'").result_rows  # type: ignore[union-attr]
