@@ -94,9 +94,16 @@ class BuildContext:
     """Every touchpoint name in the events; a touchpoint's code is its position + 1."""
     channels: list[str] = field(default_factory=list)
 
+    dead: str = ""
+    """A kept map's set of replaced rows (their ``rid``), which every read skips."""
+
     @property
     def persons(self) -> str:
-        return quote_ident(self.table or f"{self.prefix}_persons")
+        """The person rows to read: a table, or the live rows of a kept map's table."""
+        table = quote_ident(self.table or f"{self.prefix}_persons")
+        if self.dead:
+            return f"(SELECT * FROM {table} WHERE rid NOT IN {quote_ident(self.dead)})"
+        return table
 
     @property
     def ended(self) -> str:
@@ -266,4 +273,4 @@ class BuildContext:
 
     def drop(self) -> None:
         if not self.table:
-            self.store.command(f"DROP TABLE IF EXISTS {self.persons} SYNC")
+            self.store.command(f"DROP TABLE IF EXISTS {quote_ident(self.prefix + '_persons')} SYNC")

@@ -279,9 +279,12 @@ def persons_sql(
         GROUP BY person
     )
     """
-    order = "arraySort((i, t, q, m) -> (t, q, m), arrayEnumerate(u_ts), u_ts, u_seq, u_mid)"
     hashes = "arrayMap(m -> cityHash64(m), u_mid)" if with_hashes else None
-    return _rows_sql(gathered, order, runs=False, hashes=hashes)
+    return _rows_sql(gathered, _BY_TIME, runs=False, hashes=hashes)
+
+
+_BY_TIME: Final = "arraySort((i, t, q, m) -> (t, q, m), arrayEnumerate(u_ts), u_ts, u_seq, u_mid)"
+"""The order of a person's events (or runs): time, then arrival (ingest sequence, message)."""
 
 
 def _row_params(
@@ -458,10 +461,10 @@ def appended_sql(
     post_goal_ms: int = 0,
 ) -> str:
     """SELECT of the person rows (with ``mh``) of the persons in `news` (rows of
-    :func:`news_sql`, every one later than its person's kept events and none of them a
-    resend of those: the caller checks), each the kept row in `kept` (when the person
-    has one) with the new events appended, without reading the kept events again. The
-    other arguments as for :func:`persons_sql`."""
+    :func:`news_sql`, none of them within a kept step of its person, from its first to its
+    last event, nor a resend: the caller checks), each the kept row in `kept` (when the
+    person has one) with the new events merged in, without reading the kept events again.
+    The other arguments as for :func:`persons_sql`."""
     _row_params(params, gap_days, goal_code, goal_stage_idx, post_goal_codes, post_goal_ms)
     source = f"""(
     SELECT
@@ -469,6 +472,10 @@ def appended_sql(
         arrayDistinct(arrayConcat(k.ids, n.n_ids)) AS ids,
         arrayConcat(k.mh, n.n_mh) AS u_mh,
         arrayConcat(k.ts, n.n_ts) AS u_ts,
+        -- order: by time; a kept step never shares its time with a new event (the caller
+        -- checks), so ties are among kept steps (kept in their order) or new events
+        arrayConcat(arrayMap(i -> toUInt64(i), arrayEnumerate(k.ts)), n.n_seq) AS u_seq,
+        arrayConcat(arrayWithConstant(length(k.ts), ''), n.n_mid) AS u_mid,
         arrayConcat(k.lt, n.n_ts) AS u_lt,
         arrayConcat(k.rep, arrayWithConstant(length(n.n_ts), toUInt32(1))) AS u_n,
         arrayConcat(k.tp, n.n_tp) AS u_tp,
@@ -483,6 +490,8 @@ def appended_sql(
             groupUniqArray(person_id) AS n_ids,
             arraySort(x -> (x.1, x.2, x.3), groupArray((ts, seq, mid, tp, sg, ch, sc, sti))) AS evs,
             arrayMap(x -> x.1, evs) AS n_ts,
+            arrayMap(x -> x.2, evs) AS n_seq,
+            arrayMap(x -> x.3, evs) AS n_mid,
             arrayMap(x -> cityHash64(x.3), evs) AS n_mh,
             arrayMap(x -> x.4, evs) AS n_tp,
             arrayMap(x -> x.5, evs) AS n_sg,
@@ -497,4 +506,4 @@ def appended_sql(
         WHERE person IN (SELECT person FROM {news})
     ) AS k ON k.person = n.person
     )"""
-    return _rows_sql(source, "arrayEnumerate(u_ts)", runs=True, hashes="u_mh")
+    return _rows_sql(source, _BY_TIME, runs=True, hashes="u_mh")

@@ -59,6 +59,12 @@ def assert_same_map(
     )
 
 
+def live(keeper: MapKeeper) -> str:
+    """SQL: the kept table's live rows (replaced ones are only marked), then `AND ...`."""
+    assert keeper.kept is not None
+    return f"`{keeper.kept.table}` WHERE rid NOT IN `{keeper.kept.dead}`"
+
+
 WINDOW_SHIFTS = (None, 0, DAY, 3 * DAY, -DAY, 30 * DAY)
 
 
@@ -181,7 +187,7 @@ def test_later_events_are_appended_to_the_kept_rows(store: Store, kept: MapKeepe
     assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
     rows = dict(
         store.query(
-            f"SELECT person, (rep, jn) FROM `{kept.kept.table}` WHERE person IN ('u1', 'u2')"
+            f"SELECT person, (rep, jn) FROM {live(kept)} AND person IN ('u1', 'u2')"
         ).result_rows
     )
     assert rows == {"u1": ([1, 2], [1, 1]), "u2": ([1, 1], [1, 2])}
@@ -192,6 +198,31 @@ def test_later_events_are_appended_to_the_kept_rows(store: Store, kept: MapKeepe
     again = kept.build(as_of=AS_OF)
     assert (kept.last.persons_recomputed, kept.last.persons_appended) == (4, 0)
     assert figures(again) == figures(built)
+
+
+def test_replaced_rows_are_marked_dead_then_compacted(store: Store, kept: MapKeeper) -> None:
+    """A replaced row stays in the table, skipped by every read, until replaced rows pass a
+    quarter of the live ones; then they are deleted."""
+    assert kept.kept is not None
+    table = f"`{kept.kept.table}`"
+
+    def stored() -> int:
+        return int(store.query(f"SELECT count() FROM {table}").result_rows[0][0])
+
+    write_log(store, [track("u2", "purchase", 2 * DAY, "m7")])
+    built = kept.build(as_of=AS_OF)
+    assert (stored(), kept.kept.rows, kept.kept.dead_rows) == (5, 4, 1)
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+    time.sleep(PAST_GRACE)
+    write_log(store, [track("u3", "purchase", 2 * DAY, "m8")])
+    built = kept.build(as_of=AS_OF)
+    assert (stored(), kept.kept.rows, kept.kept.dead_rows) == (4, 4, 0)  # 2 > 4 / 4
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+    time.sleep(PAST_GRACE)
+    write_log(store, [track("u1", "cart_added", 3 * DAY, "m9")])
+    built = kept.build(as_of=AS_OF)  # reads the rows after the compaction
+    assert (stored(), kept.kept.rows, kept.kept.dead_rows) == (5, 4, 1)
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
 
 
 def test_nothing_new_recomputes_nobody(store: Store, kept: MapKeeper) -> None:
@@ -240,7 +271,7 @@ def test_an_identity_merge_moves_the_anonymous_journey_to_the_user(
     assert (kept.last.persons_recomputed, built.coverage.persons) == (2, 3)
     assert built.coverage.stitched_journeys == 1
     assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
-    rows = store.query(f"SELECT person, ids FROM `{kept.kept.table}` ORDER BY person").result_rows  # type: ignore[union-attr]
+    rows = store.query(f"SELECT person, ids FROM {live(kept)} ORDER BY person").result_rows
     assert [(p, sorted(i)) for p, i in rows] == [
         ("u1", ["u1"]),
         ("u2", ["u2"]),
@@ -252,9 +283,35 @@ def test_a_resend_and_a_late_event(store: Store, kept: MapKeeper) -> None:
     """A resend changes nothing once collapsed; a late event lands inside u1's journey."""
     write_log(store, [track("u1", "product_viewed", DAY, "m2"), track("u1", "cart_added", 1, "m9")])
     built = kept.build(as_of=AS_OF)
-    assert kept.last is not None and kept.last.persons_appended == 0  # recomputed
+    assert kept.last is not None and kept.last.persons_appended == 0  # the resend: recomputed
     assert built.coverage.events == 7
     assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+
+
+def test_a_late_event_between_kept_steps_is_merged_in_and_one_inside_a_step_recomputes(
+    store: Store, kept: MapKeeper
+) -> None:
+    """u1's steps: site_visit at 0, product_viewed at day 1. A cart_added at noon falls
+    between them (merged in: a new step); a1 gets two product_viewed events, at noon and
+    at day 1 (a kept step's only event time: a tie only its events can order), so a1 is
+    recomputed; u2 gets one before its first step."""
+    half = DAY // 2
+    write_log(
+        store,
+        [
+            track("u1", "cart_added", half, "m7"),
+            track("a1", "product_viewed", half, "m8"),
+            track("a1", "product_viewed", DAY, "m9"),
+            track("u2", "newsletter_signup", -DAY, "m10"),
+        ],
+    )
+    built = kept.build(as_of=AS_OF)
+    assert kept.last is not None
+    assert (kept.last.persons_recomputed, kept.last.persons_appended) == (3, 2)
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+    rows = dict(store.query(f"SELECT person, (tp, rep) FROM {live(kept)}").result_rows)
+    assert [len(rows[p][0]) for p in ("u1", "a1", "u2")] == [3, 2, 2]
+    assert rows["a1"][1] == [1, 3]
 
 
 def test_a_resend_with_another_time_replaces_the_first_copy(store: Store, kept: MapKeeper) -> None:
@@ -272,7 +329,7 @@ def test_a_resend_with_another_time_replaces_the_first_copy(store: Store, kept: 
     assert kept.last.persons_appended == 0
     assert built.coverage.events == 6
     assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
-    rows = store.query(f"SELECT ts FROM `{kept.kept.table}` WHERE person = 'u1'").result_rows  # type: ignore[union-attr]
+    rows = store.query(f"SELECT ts FROM {live(kept)} AND person = 'u1'").result_rows
     start = int(at(0).timestamp() * 1000)
     assert [list(r[0]) for r in rows] == [[start, start + 3 * DAY]]
 
