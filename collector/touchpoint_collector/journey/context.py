@@ -176,14 +176,38 @@ class BuildContext:
         )
         self.finish()
 
-    def load_names(self, known: tuple[list[str], list[str]] | None = None) -> None:
+    def load_names(
+        self,
+        known: tuple[list[str], list[str]] | None = None,
+        arrived_from: datetime | None = None,
+    ) -> None:
         """Every touchpoint and channel name stored (filtered or not: a superset is
         harmless), cheap without FINAL. With `known` (a kept map's names), those keep their
-        codes and new names are appended, so person rows built earlier stay valid."""
-        found = self.store.query(
-            "SELECT DISTINCT touchpoint, channel FROM events WHERE touchpoint != ''",
-            settings={"final": 0},
-        ).result_rows
+        codes and new names are appended, so person rows built earlier stay valid.
+
+        With `arrived_from` too, new names are looked for only in the events that reached
+        ``journey_inbox`` since then (a name can only be new in a new event), not in all
+        of ``events`` (half a second at 10M events); unless some of those inbox rows
+        predate its event columns."""
+        found: list[Any] = []
+        if known is not None and arrived_from is not None:
+            inbox = self.store.query(
+                """SELECT payload, touchpoint, channel FROM journey_inbox
+                WHERE arrived >= {from:DateTime64(6, 'UTC')} AND kind = 'event'
+                GROUP BY payload, touchpoint, channel""",
+                parameters={"from": arrived_from},
+            ).result_rows
+            if all(payload for payload, _, _ in inbox):
+                found = [(t, c) for _, t, c in inbox if t != ""]
+            else:
+                arrived_from = None
+        if known is None or arrived_from is None:
+            found = list(
+                self.store.query(
+                    "SELECT DISTINCT touchpoint, channel FROM events WHERE touchpoint != ''",
+                    settings={"final": 0},
+                ).result_rows
+            )
         touchpoints = {str(t) for t, _ in found}
         channels = {str(c) for _, c in found}
         if known is None:

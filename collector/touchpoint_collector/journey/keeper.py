@@ -286,7 +286,7 @@ class MapKeeper:
         assert kept is not None
         ctx.table = kept.table
         ctx.dead = kept.dead if kept.dead_rows else ""
-        ctx.load_names((kept.touchpoints, kept.channels))
+        ctx.load_names((kept.touchpoints, kept.channels), kept.read_from - self.inbox_grace)
         temp = {
             name: quote_ident(f"{ctx.prefix}_{name}")
             for name in ("ids", "news", "fresh", "touched", "scope", "dups", "rows")
