@@ -148,6 +148,7 @@ class MapService:
                 now=now,
                 keeper=keeper,
                 previous=previous,
+                inbox_grace=timedelta(seconds=self.config.map.inbox_lookback_seconds),
             )
 
     async def for_request(self, query: Mapping[str, Sequence[str]]) -> JourneyMap:
