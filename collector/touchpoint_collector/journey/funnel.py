@@ -15,8 +15,8 @@ FUNNEL_SQL = """
 SELECT sumForEach(reached) AS persons,
        sumForEach(arrayMap(x -> toUInt64(arrayExists(d -> d >= 0, x)), fdt)) AS converted,
        sumForEach(arrayMap(x -> toUInt64(arrayCount(d -> d >= 0, x)), fdt)) AS journeys_converted,
-       quantileExactArrayForEach(0.5)(arrayMap(x -> arrayFilter(d -> d >= 0, x), fdt)) AS median_ms,
-       quantileExactArrayForEach(0.9)(arrayMap(x -> arrayFilter(d -> d >= 0, x), fdt)) AS p90_ms,
+       -- per stage [median, p90], from one sorted copy
+       quantilesExactArrayForEach(0.5, 0.9)(arrayMap(x -> arrayFilter(d -> d >= 0, x), fdt)) AS median_p90_ms,
        sumForEach(dropped) AS dropped
 FROM (
     SELECT
@@ -54,9 +54,12 @@ def compute(ctx: BuildContext) -> tuple[list[StageRow], list[BackwardMove]]:
     per_stage = ctx.rows(FUNNEL_SQL.format(persons=ctx.persons, ended=ctx.ended))[0]
     stages = []
     for idx, stage in enumerate(STAGE_NAMES):
-        persons, converted, journeys_converted, median_ms, p90_ms, dropped = (
-            (column[idx] if len(column) > idx else 0) for column in per_stage
+        persons, converted, journeys_converted, dropped = (
+            (column[idx] if len(column) > idx else 0)
+            for column in (per_stage[0], per_stage[1], per_stage[2], per_stage[4])
         )
+        quantiles = per_stage[3]
+        median_ms, p90_ms = quantiles[idx] if len(quantiles) > idx else (0, 0)
         last = idx == len(STAGE_NAMES) - 1
         stages.append(
             StageRow(
