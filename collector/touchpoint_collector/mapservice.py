@@ -126,6 +126,7 @@ class MapService:
             seconds=built.build_seconds,
             mode=last.mode if last else None,
             persons_recomputed=last.persons_recomputed if last else None,
+            persons_appended=last.persons_appended if last else None,
             reason=last.reason if last else None,
         )
         return built

@@ -1,21 +1,23 @@
 """A map kept current between builds: its person rows stay in ClickHouse, and each rebuild
-recomputes only the persons that changed since the previous one.
+updates only the persons that changed since the previous one.
 
 Every figure of the map is a function of the person rows (``docs/journey-map.md``), and a
 person's row depends only on the events of the stored ids that resolve to them and on
-those ids' identity links. So a rebuild needs to recompute the persons of:
+those ids' identity links. So a rebuild needs to update the persons of:
 
-* ids with new events, resends included (FINAL collapses the resend when the person is
-  read again);
+* ids with new events, resends included;
 * ids whose link changed, and the ids linked to those (persons resolve in two hops), on
   both sides of the change: the person an id leaves and the person it joins;
 * ids with events that entered or left the window, when ``since`` or ``until`` moved.
 
 New rows are found in ``journey_inbox``, which materialized views fill on every insert into
 ``events`` and ``identities``, whoever writes them; a rebuild never scans the events to
-learn what is new. The person rows are then replaced (delete, insert) and every view runs
-over all rows as in a one-off build, so the result is the same map ``build_map`` makes:
-the tests hold the two to equality.
+learn what is new. An event's inbox row carries the event, so a person who only has new
+events gets them merged into their kept row without their earlier events being read
+again ("appended"); the others are recomputed from all their ids' events. Replaced rows
+are marked dead (a ``Set`` of row ids that every read skips) rather than deleted, and
+every view runs over the live rows as in a one-off build, so the result is the same map
+``build_map`` makes: the tests hold the two to equality.
 
 A rebuild is a full one the first time, when the settings or the filters other than the
 window change, and every `full_every_seconds`; the last keeps the working table younger
