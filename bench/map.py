@@ -155,56 +155,48 @@ def worker(size: int, out_path: str) -> None:
             file=sys.stderr,
             flush=True,
         )
+
+        def refresh(key: str, insert: str, what: str) -> None:
+            """Insert, refresh the kept map (timed), and check it against a scratch build
+            (timed too); results under `key`."""
+            store.command(insert)
+            _settle(store)
+            started = time.perf_counter()
+            kept = msgspec.to_builtins(keeper.build(as_of=as_of))
+            result[f"{key}_seconds"] = round(time.perf_counter() - started, 2)
+            last = keeper.last
+            assert last is not None and last.mode == "incremental"
+            result[f"{key}_persons_recomputed"] = last.persons_recomputed
+            result[f"{key}_persons_appended"] = last.persons_appended
+            result[f"{key}_timings"] = [
+                [label, round(seconds, 3)]
+                for label, seconds in sorted(last.timings, key=lambda t: -t[1])[:12]
+            ]
+            started = time.perf_counter()
+            once = msgspec.to_builtins(build_map(store, as_of=as_of))
+            result[f"{key}_rebuild_seconds"] = round(time.perf_counter() - started, 2)
+            result[f"{key}_equals_rebuild"] = all(
+                kept[k] == once[k] for k in kept if k not in {"built_at", "build_seconds"}
+            )
+            print(
+                f"  refresh {result[f'{key}_seconds']} s after {what} "
+                f"({last.persons_recomputed:,} persons updated, "
+                f"{last.persons_appended:,} of them by appending)",
+                file=sys.stderr,
+                flush=True,
+            )
+
         extra = max(1, size // 100)
-        store.command(generate_sql(size * 3, extra, persons + extra // 10, size * 3))
-        _settle(store)
-        started = time.perf_counter()
-        second = keeper.build(as_of=as_of)
-        result["refresh_after_1pct_seconds"] = round(time.perf_counter() - started, 2)
-        assert keeper.last is not None and keeper.last.mode == "incremental"
-        result["refresh_persons_recomputed"] = keeper.last.persons_recomputed
-        result["refresh_persons_appended"] = keeper.last.persons_appended
-        result["refresh_events"] = second.coverage.events
-        print(
-            f"  refresh {result['refresh_after_1pct_seconds']} s "
-            f"({keeper.last.persons_recomputed:,} persons updated, "
-            f"{keeper.last.persons_appended:,} of them by appending)",
-            file=sys.stderr,
-            flush=True,
+        refresh(
+            "refresh",
+            generate_sql(size * 3, extra, persons + extra // 10, size * 3),
+            "1% new events, one each for 10% of the persons",
         )
-        started = time.perf_counter()
-        again = build_map(store, as_of=as_of)
-        result["rebuild_after_1pct_seconds"] = round(time.perf_counter() - started, 2)
-        volatile = {"built_at", "build_seconds"}
-        kept_map, fresh_map = msgspec.to_builtins(second), msgspec.to_builtins(again)
-        result["refresh_equals_rebuild"] = all(
-            kept_map[key] == fresh_map[key] for key in kept_map if key not in volatile
-        )
-        result["refresh_timings"] = [
-            [label, round(seconds, 3)]
-            for label, seconds in sorted(keeper.last.timings, key=lambda t: -t[1])[:12]
-        ]
-        # The same share of new events, concentrated: 10 each for 1% of the persons.
         few = max(1, persons // 100)
-        store.command(generate_sql(10 * few, extra, few, size * 4, tag="c"))
-        _settle(store)
-        started = time.perf_counter()
-        third = keeper.build(as_of=as_of)
-        result["refresh_concentrated_seconds"] = round(time.perf_counter() - started, 2)
-        assert keeper.last is not None and keeper.last.mode == "incremental"
-        result["refresh_concentrated_persons_recomputed"] = keeper.last.persons_recomputed
-        result["refresh_concentrated_persons_appended"] = keeper.last.persons_appended
-        once = msgspec.to_builtins(build_map(store, as_of=as_of))
-        kept_map = msgspec.to_builtins(third)
-        result["refresh_concentrated_equals_rebuild"] = all(
-            kept_map[key] == once[key] for key in kept_map if key not in volatile
-        )
-        print(
-            f"  refresh {result['refresh_concentrated_seconds']} s after 1% more events, 10 "
-            f"each for 1% of the persons ({keeper.last.persons_recomputed:,} persons updated, "
-            f"{keeper.last.persons_appended:,} of them by appending)",
-            file=sys.stderr,
-            flush=True,
+        refresh(
+            "concentrated",
+            generate_sql(10 * few, extra, few, size * 4, tag="c"),
+            "1% more, ten each for 1% of the persons",
         )
         result["peak_rss_mib"] = round(_peak_rss_mib(), 1)
         result["rss_growth_during_builds_mib"] = round(_peak_rss_mib() - rss_before, 1)
@@ -313,18 +305,18 @@ def main() -> int:
     print(header)
     print("-" * len(header))
     for row in rows:
-        ratio = row["refresh_after_1pct_seconds"] / row["full_build_seconds"]
+        ratio = row["refresh_seconds"] / row["full_build_seconds"]
         row["refresh_ratio"] = round(ratio, 3)
-        concentrated = row["refresh_concentrated_seconds"] / row["full_build_seconds"]
-        row["refresh_concentrated_ratio"] = round(concentrated, 3)
+        concentrated = row["concentrated_seconds"] / row["full_build_seconds"]
+        row["concentrated_ratio"] = round(concentrated, 3)
         print(
             f"{row['events']:>12,} {row['persons']:>10,} {row['full_build_seconds']:>10.2f}s "
-            f"{row['refresh_after_1pct_seconds']:>11.2f}s {ratio:>6.3f} "
+            f"{row['refresh_seconds']:>11.2f}s {ratio:>6.3f} "
             f"{row['refresh_persons_recomputed']:>9,} {row['refresh_persons_appended']:>9,} "
-            f"{row['rebuild_after_1pct_seconds']:>11.2f}s "
+            f"{row['refresh_rebuild_seconds']:>11.2f}s "
             f"{'yes' if row['refresh_equals_rebuild'] else 'NO':>9} "
-            f"{row['refresh_concentrated_seconds']:>9.2f}s {concentrated:>6.3f} "
-            f"{'yes' if row['refresh_concentrated_equals_rebuild'] else 'NO':>9} "
+            f"{row['concentrated_seconds']:>9.2f}s {concentrated:>6.3f} "
+            f"{'yes' if row['concentrated_equals_rebuild'] else 'NO':>9} "
             f"{row['peak_rss_mib']:>7.0f}Mi"
         )
     if len(rows) >= 2:

@@ -30,6 +30,7 @@ from tests.collector.journey.generators import (
 from tests.collector.journey.test_reference_vs_sql import examples
 from tests.conftest import scale
 from touchpoint_collector.journey import JourneyMap, MapFilters, MapSettings, build_map
+from touchpoint_collector.journey.context import KEPT_COLUMNS, BuildContext
 from touchpoint_collector.journey.keeper import MapKeeper
 from touchpoint_collector.store import Store
 
@@ -63,6 +64,26 @@ def live(keeper: MapKeeper) -> str:
     """SQL: the kept table's live rows (replaced ones are only marked), then `AND ...`."""
     assert keeper.kept is not None
     return f"`{keeper.kept.table}` WHERE rid NOT IN `{keeper.kept.dead}`"
+
+
+def assert_same_rows(keeper: MapKeeper, store: Store, filters: MapFilters) -> None:
+    """Every live kept row, appended or recomputed, equals the row a full build computes
+    from all the person's events (ids and message hashes as sets: their order is free)."""
+    assert keeper.kept is not None
+    ctx = BuildContext(store=store, filters=filters, settings=keeper.settings, now=at(0))
+    ctx.load_names((keeper.kept.touchpoints, keeper.kept.channels))
+    assert (ctx.touchpoints, ctx.channels) == (keeper.kept.touchpoints, keeper.kept.channels)
+    params: dict[str, Any] = {}
+    columns = KEPT_COLUMNS.replace("ids, ", "arraySort(ids), ").replace(", mh", ", arraySort(mh)")
+    fresh = store.query(
+        f"SELECT {columns} FROM ({ctx.persons_select(params, kept=True)}) ORDER BY person",
+        parameters=params,
+        settings={"final": 1},
+    ).result_rows
+    kept = store.query(
+        f"SELECT {columns} FROM {live(keeper)} ORDER BY person", settings={"final": 1}
+    ).result_rows
+    assert kept == fresh
 
 
 WINDOW_SHIFTS = (None, 0, DAY, 3 * DAY, -DAY, 30 * DAY)
@@ -104,6 +125,7 @@ def test_a_kept_map_equals_a_one_off_build_after_every_batch(
                 "new identity links"
             ), keeper.last.reason
         assert_same_map(kept, store, scenario.settings, filters, scenario.as_of)
+        assert_same_rows(keeper, store, filters)
     keeper.forget()
 
 
@@ -223,6 +245,28 @@ def test_replaced_rows_are_marked_dead_then_compacted(store: Store, kept: MapKee
     built = kept.build(as_of=AS_OF)  # reads the rows after the compaction
     assert (stored(), kept.kept.rows, kept.kept.dead_rows) == (5, 4, 1)
     assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+
+
+def test_an_appended_event_from_a_known_device_adds_its_id(store: Store) -> None:
+    """a5 was linked to u1 before it had any step: its first event is appended to u1's
+    row, which must then list a5 among its ids (a later link change of a5 finds u1
+    through them)."""
+    clear(store)
+    write_log(
+        store,
+        [track("u1", "site_visit", 0, "m1"), identify("a5", "u1", 0, "m2")],
+    )
+    keeper = MapKeeper(store, SETTINGS, inbox_grace=GRACE, full_above_share=ALWAYS_UPDATE)
+    time.sleep(PAST_GRACE)
+    keeper.build(as_of=AS_OF)
+    write_log(store, [track("a5", "product_viewed", DAY, "m3")])
+    built = keeper.build(as_of=AS_OF)
+    assert keeper.last is not None and keeper.last.persons_appended == 1
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+    rows = store.query(f"SELECT person, arraySort(ids), jsti FROM {live(keeper)}").result_rows
+    assert [(p, list(i), list(j)) for p, i, j in rows] == [("u1", ["a5", "u1"], [1])]
+    assert_same_rows(keeper, store, MapFilters())
+    keeper.forget()
 
 
 def test_nothing_new_recomputes_nobody(store: Store, kept: MapKeeper) -> None:
