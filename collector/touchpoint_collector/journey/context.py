@@ -233,16 +233,14 @@ class BuildContext:
         """SELECT of the person rows (:data:`PERSON_COLUMNS`, and :data:`KEPT_COLUMNS` for a
         `kept` map); `id_scope` and `final_scope` as in
         :func:`~touchpoint_collector.journey.steps.persons_sql`."""
+        rows = self._row_settings()
         select = persons_sql(
             self.filters,
-            self.settings.gap_days,
+            rows.pop("gap_days"),
             params,
             touchpoints=self.touchpoints,
             channels=self.channels,
-            goal_code=self.goal_code,
-            goal_stage_idx=self.goal_stage_idx,
-            post_goal_codes=self.codes(self.settings.post_goal_touchpoints),
-            post_goal_ms=int(self.settings.post_goal_days * DAY_MS),
+            **rows,
             id_scope=id_scope,
             final_scope=final_scope,
             with_hashes=kept,
@@ -253,17 +251,19 @@ class BuildContext:
         """SELECT of the kept rows (:data:`KEPT_COLUMNS`) of the persons in the table
         `news`, with their new events appended
         (:func:`~touchpoint_collector.journey.steps.appended_sql`)."""
-        select = appended_sql(
-            self.persons,
-            news,
-            params,
-            gap_days=self.settings.gap_days,
-            goal_code=self.goal_code,
-            goal_stage_idx=self.goal_stage_idx,
-            post_goal_codes=self.codes(self.settings.post_goal_touchpoints),
-            post_goal_ms=int(self.settings.post_goal_days * DAY_MS),
-        )
+        select = appended_sql(self.persons, news, params, **self._row_settings())
         return f"SELECT {KEPT_COLUMNS} FROM ({select})"
+
+    def _row_settings(self) -> dict[str, Any]:
+        """What a person row depends on besides the events: both ways of computing one
+        must get the same."""
+        return {
+            "gap_days": self.settings.gap_days,
+            "goal_code": self.goal_code,
+            "goal_stage_idx": self.goal_stage_idx,
+            "post_goal_codes": self.codes(self.settings.post_goal_touchpoints),
+            "post_goal_ms": int(self.settings.post_goal_days * DAY_MS),
+        }
 
     def news_select(self, params: dict[str, Any], inbox: str) -> str:
         """SELECT of the new events in the inbox rows `inbox` that this map keeps
