@@ -202,11 +202,16 @@ class MapKeeper:
 
     # -- when to start over ---------------------------------------------------------------
 
+    def _look_back(self, kept: Kept) -> datetime:
+        """Where a build starts reading the inbox: `inbox_grace` before the previous one
+        started (see ``INBOX_GRACE``)."""
+        return kept.read_from - self.inbox_grace
+
     def _links_arrived(self, kept: Kept) -> bool:
         found = self.store.query(
             "SELECT count() FROM journey_inbox "
             "WHERE arrived >= {from:DateTime64(6, 'UTC')} AND kind = 'link'",
-            parameters={"from": kept.read_from - self.inbox_grace},
+            parameters={"from": self._look_back(kept)},
         ).result_rows
         return bool(found[0][0])
 
@@ -288,14 +293,13 @@ class MapKeeper:
         assert kept is not None
         ctx.table = kept.table
         ctx.dead = kept.dead if kept.dead_rows else ""
-        ctx.load_names((kept.touchpoints, kept.channels), kept.read_from - self.inbox_grace)
+        ctx.load_names((kept.touchpoints, kept.channels), self._look_back(kept))
         temp = {
             name: quote_ident(f"{ctx.prefix}_{name}")
             for name in ("ids", "news", "fresh", "touched", "scope", "dups", "rows")
         }
         # Whether a new event passes a property or persona filter is not in its inbox row.
         appending = ctx.filters.persona is None and not ctx.filters.properties
-        since = kept.read_from - self.inbox_grace
         try:
             self._affected_ids(ctx, kept, temp["ids"], appending)
             if appending:
@@ -308,7 +312,7 @@ class MapKeeper:
             if recomputed or appended:
                 self._replace(ctx, kept, temp, recomputed, appended)
             if appending:
-                self._remember_appended(ctx, kept, temp, since)
+                self._remember_appended(ctx, kept, temp)
         finally:
             for table in temp.values():
                 self.store.command(f"DROP TABLE IF EXISTS {table} SYNC")
@@ -321,7 +325,7 @@ class MapKeeper:
         linked to an id with a new link, with events in the part of the time axis the
         window gained or lost, and (unless `appending`, which decides on new events
         later) with new events."""
-        params: dict[str, Any] = {"from": kept.read_from - self.inbox_grace}
+        params: dict[str, Any] = {"from": self._look_back(kept)}
         arrived = "arrived >= {from:DateTime64(6, 'UTC')}"
         # Rows written before the inbox carried events (payload = 0) only name their id.
         kinds = "(kind = 'link' OR payload = 0)" if appending else "1"
@@ -361,7 +365,7 @@ class MapKeeper:
     def _news(self, ctx: BuildContext, kept: Kept, news: str) -> None:
         """The new events the map keeps (its filters pass them), from the inbox rows that
         arrived since the previous build and that it did not append already."""
-        params: dict[str, Any] = {"from": kept.read_from - self.inbox_grace}
+        params: dict[str, Any] = {"from": self._look_back(kept)}
         inbox = f"""(
             SELECT * FROM journey_inbox
             WHERE arrived >= {{from:DateTime64(6, 'UTC')}} AND kind = 'event' AND payload = 1
@@ -509,17 +513,15 @@ class MapKeeper:
             self._new_dead_set(kept)
             ctx.dead = ""
 
-    def _remember_appended(
-        self, ctx: BuildContext, kept: Kept, temp: dict[str, str], since: datetime
-    ) -> None:
+    def _remember_appended(self, ctx: BuildContext, kept: Kept, temp: dict[str, str]) -> None:
         """Add the inbox rows just appended to those the next build must skip, and forget
         the ones it will not read again (older than its look-back)."""
         seen = quote_ident(kept.seen)
-        # `since` + the time this build took is older than the next look-back: a few more
+        # This build's look-back start is older than the next one's: a few more
         # rows stay than need to, never fewer.
         ctx.command(
             f"ALTER TABLE {seen} DELETE WHERE arrived < {{since:DateTime64(6, 'UTC')}}",
-            {"since": since},
+            {"since": self._look_back(kept)},
         )
         ctx.command(
             f"""INSERT INTO {seen} SELECT person_id, mid, arrived FROM {temp["news"]}
