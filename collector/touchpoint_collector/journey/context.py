@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from touchpoint_collector.journey import ledger as tally_ledger
+from touchpoint_collector.journey.ledger import Examples, Ledger
 from touchpoint_collector.journey.model import MapFilters, MapSettings
 from touchpoint_collector.journey.steps import (
     STAGE_NAMES,
@@ -96,6 +99,8 @@ class BuildContext:
 
     dead: str = ""
     """A kept map's set of replaced rows (their ``rid``), which every read skips."""
+    ledger: Ledger | None = None
+    """A kept map's recorded figures: tallied views count only what changed."""
 
     @property
     def persons(self) -> str:
@@ -106,9 +111,18 @@ class BuildContext:
         return table
 
     @property
+    def live(self) -> str:
+        """The person rows as views read them: the live rows, each with ``sign`` 1 and the
+        ended flags' inputs (``_as_of``, ``_end_after``) as columns (see ``ledger``)."""
+        return (
+            "(SELECT *, toInt8(1) AS sign, toInt64({as_of_ms:Int64}) AS _as_of, "
+            f"toInt64({{end_after_ms:Int64}}) AS _end_after FROM {self.persons})"
+        )
+
+    @property
     def ended(self) -> str:
         """SQL: per journey of a person row, 1 when it has ended (``docs/journey-map.md``)."""
-        return "arrayMap(x -> toUInt8({as_of_ms:Int64} - x > {end_after_ms:Int64}), jlast)"
+        return "arrayMap(x -> toUInt8(_as_of - x > _end_after), jlast)"
 
     def code(self, touchpoint: str) -> int:
         """A touchpoint's code; 0 (matching no step) for one not in the events."""
@@ -149,6 +163,62 @@ class BuildContext:
         rows = [tuple(r) for r in result.result_rows]
         self._timed(sql, started)
         return rows
+
+    def tally(
+        self,
+        name: str,
+        sql: Callable[[str], str],
+        keys: int,
+        *,
+        examples: Examples | None = None,
+        **params: Any,
+    ) -> list[tuple[Any, ...]]:
+        """Rows of a view of sums over signed person rows (`sql` given where to read them),
+        by its first `keys` columns; the first column after those is the key's row count.
+
+        With a kept map's ledger, counted over the rows that changed since the previous
+        build and added to what it recorded then, when the view and its parameters are the
+        same; otherwise over every live row, and recorded (``ledger``)."""
+        book = self.ledger
+        sig = tally_ledger.signature(sql, self.params(**params))
+        kept = book.views.get(name) if book else None
+        if book and book.change is not None and kept is not None and kept.signature == sig:
+            names, limits = tally_ledger.bounds(kept)
+            change = self.rows(
+                sql(self._changed_rows(book)), **params, ex_keys=names, ex_bounds=limits
+            )
+            if tally_ledger.merge(kept, change, keys, examples):
+                book.corrected.append(name)
+                return tally_ledger.rows_of(kept, keys, examples)
+        rows = self.rows(sql(self.live), **self._bounded(params, examples))
+        kept = tally_ledger.record(sig, rows, keys, examples)
+        if book is not None:
+            book.views[name] = kept
+            book.recounted.append(name)
+        return tally_ledger.rows_of(kept, keys, examples)
+
+    def _changed_rows(self, book: Ledger) -> str:
+        """The table of this build's changed rows, signed (``ledger.delta_source``): made
+        once, so that each view reads a few hundred thousand rows instead of filtering
+        every row of the kept table again."""
+        table = quote_ident(f"{self.prefix}_changed")
+        if not book.changed_rows:
+            assert book.change is not None
+            source = tally_ledger.delta_source(
+                quote_ident(self.table),
+                quote_ident(self.dead) if self.dead else "",
+                book.change,
+                (book.as_of_ms, book.end_after_ms),
+                (self.as_of_ms, self.end_after_ms),
+            )
+            self.command(f"CREATE TABLE {table} ENGINE = Memory AS SELECT * FROM {source}")
+            book.changed_rows = table
+        return book.changed_rows
+
+    @staticmethod
+    def _bounded(params: dict[str, Any], examples: Examples | None) -> dict[str, Any]:
+        """`params`, with no removed persons to list (every live row has sign 1)."""
+        return {**params, "ex_keys": [], "ex_bounds": []} if examples else params
 
     def command(
         self, sql: str, params: dict[str, Any] | None = None, *, final: bool = True

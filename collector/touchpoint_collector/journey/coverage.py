@@ -10,11 +10,18 @@ from touchpoint_collector.journey.model import Coverage
 
 
 def compute(ctx: BuildContext) -> Coverage:
-    (events, persons, first_ms, last_ms, converted, journeys, stitched, ended) = ctx.rows(
-        f"""SELECT sum(arraySum(rep)), count(), min(ts[1]), max(arrayMax(lt)), countIf(has(g, 1)),
-                   sum(length(jf)), sum(arraySum(jsti)), sum(arraySum({ctx.ended}))
-            FROM {ctx.persons}"""
+    (persons, events, converted, journeys, stitched, ended) = ctx.tally(
+        "coverage",
+        lambda rows: (
+            f"""SELECT sum(sign), sum(sign * arraySum(rep)), sumIf(sign, has(g, 1)),
+                   sum(sign * length(jf)), sum(sign * arraySum(jsti)),
+                   sum(sign * arraySum({ctx.ended}))
+            FROM {rows}"""
+        ),
+        keys=0,
     )[0]
+    # Not sums: read from every live row (two columns of them).
+    first_ms, last_ms = ctx.rows(f"SELECT min(ts[1]), max(arrayMax(jlast)) FROM {ctx.persons}")[0]
     return Coverage(
         events=int(events),
         persons=int(persons),

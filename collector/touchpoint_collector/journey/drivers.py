@@ -12,9 +12,9 @@ from touchpoint_collector.journey.model import Driver
 # (every touchpoint when not converted). A person's steps are in (ts, journey, step)
 # order, so "before" is "at a lower index".
 DRIVERS_SQL = """
-SELECT t, countIf(converted) AS a, countIf(NOT converted) AS b
+SELECT t, sum(sign) AS persons, sumIf(sign, converted) AS a, sumIf(sign, NOT converted) AS b
 FROM (
-    SELECT has(g, 1) AS converted, arrayFirstIndex(x -> x = 1, g) AS first_goal,
+    SELECT sign, has(g, 1) AS converted, arrayFirstIndex(x -> x = 1, g) AS first_goal,
            arrayDistinct(if(first_goal = 0, tp, arraySlice(tp, 1, first_goal - 1))) AS had
     FROM {persons}
 )
@@ -30,7 +30,9 @@ def compute(
     ctx: BuildContext, flagged: set[str], persons: int, converted_total: int
 ) -> list[Driver]:
     drivers = []
-    for code, a, b in ctx.rows(DRIVERS_SQL.format(persons=ctx.persons)):
+    for code, _, a, b in ctx.tally(
+        "drivers", lambda rows: DRIVERS_SQL.format(persons=rows), keys=1
+    ):
         touchpoint = ctx.name(code)
         c = converted_total - a
         d = (persons - converted_total) - b

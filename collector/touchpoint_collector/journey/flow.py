@@ -7,6 +7,8 @@ flow is still conserved at every node.
 
 from __future__ import annotations
 
+from typing import Any
+
 from touchpoint_collector.journey.context import BuildContext
 from touchpoint_collector.journey.model import Edge, Node
 from touchpoint_collector.journey.steps import STAGE_NAMES
@@ -16,20 +18,22 @@ TERMINAL_KIND = {START: "start", END: "end", IN_PROGRESS: "in_progress"}
 
 # Per touchpoint and stage: steps, and persons (`occ` = 1 at a person's first step of it).
 TOUCHPOINT_STATS_SQL = """
-SELECT t, s, count() AS steps, countIf(occ = 1) AS persons
+SELECT t, s, sum(sign) AS steps, sumIf(sign, occ = 1) AS persons
 FROM {persons}
 ARRAY JOIN tp AS t, sg AS s, arrayEnumerateUniq(tp) AS occ
 GROUP BY t, s
 """
 
-# Every distinct pair of different touchpoints adjacent in a journey (a * 65536 + b).
+# Every pair of different touchpoints adjacent in a journey (a * 65536 + b), with how
+# often.
 NEIGHBOURS_SQL = """
-SELECT DISTINCT pair FROM {persons}
+SELECT pair, sum(sign) FROM {persons}
 ARRAY JOIN arrayMap(
     (a, b, p) -> if(p > 1 AND a != b, toUInt32(a) * 65536 + b, 0),
     arrayPushFront(arrayPopBack(tp), toUInt16(0)), tp, pos
 ) AS pair
 WHERE pair != 0
+GROUP BY pair
 """
 
 # The walk of each journey, START -> its steps' nodes -> END / IN_PROGRESS, as node codes
@@ -57,7 +61,8 @@ SELECT
     arrayConcat(
         arrayMap((j, p) -> toUInt8(last_goal[j] >= p), jn, pos),
         arrayWithConstant(length(jf), toUInt8(0))
-    ) AS goal_after
+    ) AS goal_after,
+    sign
 FROM {persons}
 """
 
@@ -65,8 +70,8 @@ FROM {persons}
 # first / from the last step: occ = 2 marks persons with two or more steps there exactly
 # once, occ = rocc = 1 their only step there.
 NODES_SQL = """
-SELECT node, countIf(occ = 1) AS persons, count() AS steps, sum(r) AS events,
-       countIf(occ = 2 OR (occ = 1 AND rocc = 1 AND r > 1)) AS repeaters
+SELECT node, sum(sign) AS steps, sumIf(sign, occ = 1) AS persons, sum(sign * r) AS events,
+       sumIf(sign, occ = 2 OR (occ = 1 AND rocc = 1 AND r > 1)) AS repeaters
 FROM ({walk})
 ARRAY JOIN walk AS node, walk_repeats AS r, arrayEnumerateUniq(walk) AS occ,
            arrayReverse(arrayEnumerateUniq(arrayReverse(walk))) AS rocc
@@ -74,15 +79,21 @@ GROUP BY node
 """
 
 EDGES_SQL = """
-SELECT intDiv(pair, 65536) AS src, modulo(pair, 65536) AS dst, count() AS transitions,
-       countIf(occ = 1) AS persons,
-       countIf(ms >= 0) AS timed,
-       -- one sorted copy for both levels (two quantileExact sort twice)
-       quantilesExactIf(0.5, 0.9)(ms, ms >= 0) AS median_p90_ms,
-       countIf(goal = 1 AND gocc = 1) AS goal_after
+SELECT pair, sum(sign) AS transitions, sumIf(sign, occ = 1) AS persons,
+       sumIf(sign, ms >= 0) AS timed, sumIf(sign, goal = 1 AND gocc = 1) AS goal_after
 FROM ({walk})
 ARRAY JOIN pairs AS pair, pair_ms AS ms, goal_after AS goal, arrayEnumerateUniq(pairs) AS occ,
            arrayEnumerateUniq(pairs, goal_after) AS gocc
+GROUP BY pair
+"""
+
+# Median and p90 of the timed transitions, from one sorted copy (two quantileExact sort
+# twice): not sums, so over every live row.
+EDGE_TIMES_SQL = """
+SELECT pair, quantilesExact(0.5, 0.9)(ms)
+FROM ({walk})
+ARRAY JOIN pairs AS pair, pair_ms AS ms
+WHERE ms >= 0
 GROUP BY pair
 """
 
@@ -140,7 +151,9 @@ def touchpoint_stats(ctx: BuildContext) -> list[tuple[int, int, int, int]]:
     """(touchpoint code, stage index, steps, persons) for every touchpoint and stage."""
     return [
         (int(t), int(s), int(n), int(p))
-        for t, s, n, p in ctx.rows(TOUCHPOINT_STATS_SQL.format(persons=ctx.persons))
+        for t, s, n, p in ctx.tally(
+            "touchpoints", lambda rows: TOUCHPOINT_STATS_SQL.format(persons=rows), keys=2
+        )
     ]
 
 
@@ -148,7 +161,9 @@ def cross_cutting(ctx: BuildContext, seen: int) -> set[str]:
     """Touchpoints flagged in the taxonomy, or adjacent to most of the other touchpoints."""
     flagged = set(ctx.settings.cross_cutting)
     near: dict[int, set[int]] = {}
-    for (pair,) in ctx.rows(NEIGHBOURS_SQL.format(persons=ctx.persons)):
+    for pair, _ in ctx.tally(
+        "neighbours", lambda rows: NEIGHBOURS_SQL.format(persons=rows), keys=1
+    ):
         a, b = divmod(int(pair), 65536)
         near.setdefault(a, set()).add(b)
         near.setdefault(b, set()).add(a)
@@ -161,11 +176,16 @@ def compute(ctx: BuildContext, persons_total: int) -> tuple[list[Node], list[Edg
     stats = touchpoint_stats(ctx)
     flagged = cross_cutting(ctx, len({t for t, *_ in stats}))
     buckets = Buckets(ctx, stats, flagged)
-    walk = WALK_SQL.format(persons=ctx.persons, ended=ctx.ended)
-    params = buckets.params()
+
+    def walk(rows: str) -> str:
+        return WALK_SQL.format(persons=rows, ended=ctx.ended)
+
+    params: dict[str, Any] = dict(buckets.params())
     node_id = buckets.node_ids
     nodes = []
-    for code, persons, steps, events, repeaters in ctx.rows(NODES_SQL.format(walk=walk), **params):
+    for code, steps, persons, events, repeaters in ctx.tally(
+        "nodes", lambda rows: NODES_SQL.format(walk=walk(rows)), keys=1, **params
+    ):
         node = node_id[code - 1]
         if node in TERMINAL_KIND:
             kind, stage_idx = TERMINAL_KIND[node], -1
@@ -194,9 +214,15 @@ def compute(ctx: BuildContext, persons_total: int) -> tuple[list[Node], list[Edg
         )
     )
     out_total: dict[str, int] = {}
+    times = {
+        int(pair): median_p90
+        for pair, median_p90 in ctx.rows(EDGE_TIMES_SQL.format(walk=walk(ctx.live)), **params)
+    }
     raw_edges = [
-        (node_id[src - 1], node_id[dst - 1], *rest)
-        for src, dst, *rest in ctx.rows(EDGES_SQL.format(walk=walk), **params)
+        (node_id[pair // 65536 - 1], node_id[pair % 65536 - 1], *rest, times.get(pair, (0, 0)))
+        for pair, *rest in ctx.tally(
+            "edges", lambda rows: EDGES_SQL.format(walk=walk(rows)), keys=1, **params
+        )
     ]
     for src, _dst, transitions, *_ in raw_edges:
         out_total[src] = out_total.get(src, 0) + int(transitions)
@@ -212,7 +238,7 @@ def compute(ctx: BuildContext, persons_total: int) -> tuple[list[Node], list[Edg
             goal_after_persons=int(goal_after),
             goal_after_rate=goal_after / persons if persons else 0.0,
         )
-        for src, dst, transitions, persons, timed, (median_ms, p90_ms), goal_after in raw_edges
+        for src, dst, transitions, persons, timed, goal_after, (median_ms, p90_ms) in raw_edges
     ]
     edges.sort(key=lambda e: (-e.transitions, e.source, e.target))
     return nodes, edges, buckets

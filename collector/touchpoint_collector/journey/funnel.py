@@ -9,56 +9,63 @@ from touchpoint_collector.journey.steps import STAGE_NAMES
 
 # Per person, one element per stage s (0-4): reached, dropped (an ended journey's last step
 # is in s), and per journey the time from its first step in s to its first step in s + 1
-# after that (-1: no such pair; the person rows' `fdt`). Summed element-wise over persons
-# (-ForEach), so no row is repeated per stage.
+# after that (-1: no such pair; the person rows' `fdt`). Summed element-wise over signed
+# rows (-ForEach, see ledger.py), so no row is repeated per stage.
 FUNNEL_SQL = """
-SELECT sumForEach(reached) AS persons,
-       sumForEach(arrayMap(x -> toUInt64(arrayExists(d -> d >= 0, x)), fdt)) AS converted,
-       sumForEach(arrayMap(x -> toUInt64(arrayCount(d -> d >= 0, x)), fdt)) AS journeys_converted,
-       -- per stage [median, p90], from one sorted copy
-       quantilesExactArrayForEach(0.5, 0.9)(arrayMap(x -> arrayFilter(d -> d >= 0, x), fdt)) AS median_p90_ms,
-       sumForEach(dropped) AS dropped
+SELECT sum(sign) AS rows,
+       sumForEach(arrayMap(x -> x * sign, reached)) AS persons,
+       sumForEach(arrayMap(x -> toInt64(arrayExists(d -> d >= 0, x)) * sign, fdt)) AS converted,
+       sumForEach(arrayMap(x -> toInt64(arrayCount(d -> d >= 0, x)) * sign, fdt)) AS journeys_converted,
+       sumForEach(arrayMap(x -> x * sign, dropped)) AS dropped
 FROM (
     SELECT
-        arrayMap(s -> toUInt64(has(sg, s)), range(5)) AS reached,
+        arrayMap(s -> toInt64(has(sg, s)), range(5)) AS reached,
         arrayMap(
-            s -> toUInt64(arrayExists((f, l, e) -> e = 1 AND sg[f + l - 1] = s, jf, jl, {ended})),
+            s -> toInt64(arrayExists((f, l, e) -> e = 1 AND sg[f + l - 1] = s, jf, jl, {ended})),
             range(5)
         ) AS dropped,
-        fdt
+        fdt, sign
     FROM {persons}
 )
+"""
+
+# Per stage [median, p90] of those times, from one sorted copy: not a sum, so over every
+# live row.
+TIMES_SQL = """
+SELECT quantilesExactArrayForEach(0.5, 0.9)(arrayMap(x -> arrayFilter(d -> d >= 0, x), fdt))
+FROM {persons}
 """
 
 # Adjacent steps of a journey moving to an earlier stage, keyed from * 8 + to; `occ` = 1
 # at a person's first such move of a kind, so counting those counts persons.
 BACKWARD_SQL = """
-SELECT intDiv(move, 8) AS from_idx, modulo(move, 8) AS to_idx, count() AS transitions,
-       countIf(occ = 1) AS persons
+SELECT intDiv(move, 8) AS from_idx, modulo(move, 8) AS to_idx, sum(sign) AS transitions,
+       sumIf(sign, occ = 1) AS persons
 FROM (
     SELECT arrayFilter(
                x -> x >= 0,
                arrayMap(
                    (a, b, p) -> if(p > 1 AND a >= 0 AND b >= 0 AND b < a, toInt16(a) * 8 + b, -1),
                    arrayPushFront(arrayPopBack(sg), toInt8(-1)), sg, pos)
-           ) AS moves
+           ) AS moves,
+           sign
     FROM {persons}
 )
 ARRAY JOIN moves AS move, arrayEnumerateUniq(moves) AS occ
 GROUP BY move
-ORDER BY from_idx, to_idx
 """
 
 
 def compute(ctx: BuildContext) -> tuple[list[StageRow], list[BackwardMove]]:
-    per_stage = ctx.rows(FUNNEL_SQL.format(persons=ctx.persons, ended=ctx.ended))[0]
+    per_stage = ctx.tally(
+        "funnel", lambda rows: FUNNEL_SQL.format(persons=rows, ended=ctx.ended), keys=0
+    )[0][1:]
+    quantiles = ctx.rows(TIMES_SQL.format(persons=ctx.persons))[0][0]
     stages = []
     for idx, stage in enumerate(STAGE_NAMES):
         persons, converted, journeys_converted, dropped = (
-            (column[idx] if len(column) > idx else 0)
-            for column in (per_stage[0], per_stage[1], per_stage[2], per_stage[4])
+            (column[idx] if len(column) > idx else 0) for column in per_stage
         )
-        quantiles = per_stage[3]
         median_ms, p90_ms = quantiles[idx] if len(quantiles) > idx else (0, 0)
         last = idx == len(STAGE_NAMES) - 1
         stages.append(
@@ -81,6 +88,8 @@ def compute(ctx: BuildContext) -> tuple[list[StageRow], list[BackwardMove]]:
             transitions=int(n),
             persons=int(p),
         )
-        for f, t, n, p in ctx.rows(BACKWARD_SQL.format(persons=ctx.persons))
+        for f, t, n, p in ctx.tally(
+            "backward", lambda rows: BACKWARD_SQL.format(persons=rows), keys=2
+        )
     ]
     return stages, moves

@@ -16,7 +16,7 @@ from touchpoint_collector.journey.steps import STAGE_NAMES
 from touchpoint_schemas.taxonomy import Stage, Taxonomy
 
 CHANNELS_SQL = """
-SELECT s, c, count() AS steps FROM {persons}
+SELECT s, c, sum(sign) AS steps FROM {persons}
 ARRAY JOIN sg AS s, ch AS c
 WHERE s >= 0
 GROUP BY s, c
@@ -35,13 +35,14 @@ GROUP BY s
 # contact during checkout is a purchase-stage signal, not a retention one.
 FEELINGS_SQL = """
 SELECT about_stage,
-       avgIf(score, score IS NOT NULL) AS mean_score,
-       countIf(score IS NOT NULL) AS scores,
-       countIf(negative = 1 AND negative_occ = 1) AS negative_persons
+       sum(sign) AS steps,
+       sumIf(sign * toFloat64(assumeNotNull(score)), score IS NOT NULL) AS score_sum,
+       sumIf(sign, score IS NOT NULL) AS scores,
+       sumIf(sign, negative = 1 AND negative_occ = 1) AS negative_persons
 FROM (
     SELECT arrayMap((k, p) -> if(p > 1, sg[k - 1], sg[k]), arrayEnumerate(sg), pos) AS about,
            arrayMap(t -> toUInt8(has({{negative:Array(UInt16)}}, t)), tp) AS negatives,
-           sc
+           sc, sign
     FROM {persons}
 )
 ARRAY JOIN about AS about_stage, sc AS score, negatives AS negative,
@@ -70,16 +71,20 @@ def compute(
     drivers: list[Driver],
 ) -> list[GridColumn]:
     channels: dict[str, list[tuple[str, int]]] = {}
-    for stage_idx, channel, steps in ctx.rows(CHANNELS_SQL.format(persons=ctx.persons)):
+    for stage_idx, channel, steps in ctx.tally(
+        "channels", lambda rows: CHANNELS_SQL.format(persons=rows), keys=2
+    ):
         stage = STAGE_NAMES[stage_idx]
         channels.setdefault(stage, []).append((ctx.channels[channel - 1], int(steps)))
     dwell = {
         STAGE_NAMES[s]: ms for s, ms in ctx.rows(TIME_IN_STAGE_SQL.format(persons=ctx.persons))
     }
     feelings = {
-        STAGE_NAMES[row[0]]: row[1:]
-        for row in ctx.rows(
-            FEELINGS_SQL.format(persons=ctx.persons),
+        STAGE_NAMES[stage_idx]: (float(score_sum) / scores if scores else None, scores, negative)
+        for stage_idx, _, score_sum, scores, negative in ctx.tally(
+            "feelings",
+            lambda rows: FEELINGS_SQL.format(persons=rows),
+            keys=1,
             negative=ctx.codes(ctx.settings.negative_touchpoints),
         )
     }
@@ -108,7 +113,7 @@ def compute(
             for name, n in stage_channels
         ]
         mean_score, scores, negative_persons = feelings.get(stage, (None, 0, 0))
-        mean = float(mean_score) if scores else None
+        mean = mean_score if scores else None
         negative_rate = negative_persons / row.persons if row.persons else 0.0
         if not row.persons:
             sentiment = None

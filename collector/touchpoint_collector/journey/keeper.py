@@ -42,6 +42,7 @@ from touchpoint_collector.journey.context import (
     new_prefix,
     sweep_stale,
 )
+from touchpoint_collector.journey.ledger import Change, Ledger
 from touchpoint_collector.journey.model import JourneyMap, MapFilters, MapSettings
 from touchpoint_collector.journey.steps import links_sql
 from touchpoint_collector.store import Store, quote_ident
@@ -98,6 +99,12 @@ class Kept:
         return self.table.removesuffix("_persons") + "_dead"
 
     @property
+    def killed(self) -> str:
+        """The ``rid`` of the rows the current update replaced, until its views have read
+        them (``ledger.py``: they count with sign -1)."""
+        return self.table.removesuffix("_persons") + "_killed"
+
+    @property
     def seen(self) -> str:
         """The table of the inbox rows the previous build appended (id, message_id,
         arrived): the next one reads the inbox from before it started again, and must
@@ -118,6 +125,10 @@ class LastBuild:
     persons_total: int
     timings: list[tuple[str, float]]
     """(query's first words, seconds) for every query of the build."""
+    views_corrected: list[str]
+    """The tallied views counted over the changed rows only (``ledger.py``)..."""
+    views_recounted: list[str]
+    """... and those counted over every live row: all of them in a full build."""
 
 
 class MapKeeper:
@@ -145,6 +156,8 @@ class MapKeeper:
         self.inbox_grace = inbox_grace
         self.full_above_share = full_above_share
         self.kept: Kept | None = None
+        self.ledger = Ledger()
+        """The tallied views' figures as of the previous build (``ledger.py``)."""
         self.last: LastBuild | None = None
 
     def build(
@@ -175,14 +188,25 @@ class MapKeeper:
                     self._rebuild(ctx)
                 else:
                     recomputed, appended = touched
-            assert self.kept is not None
-            self.kept.read_from = server_now
-            self.kept.rows = self._count_rows(self.kept)
+            kept = self.kept
+            assert kept is not None
+            kept.read_from = server_now
+            kept.rows = self._count_rows(kept)
+            ctx.finish()
+            book = ctx.ledger = self.ledger
+            book.corrected, book.recounted = [], []
+            try:
+                built = assemble(ctx, self.taxonomy, started)
+            finally:
+                if book.changed_rows:
+                    self.store.command(f"DROP TABLE IF EXISTS {book.changed_rows} SYNC")
+                book.changed_rows = ""
+            book.as_of_ms, book.end_after_ms = ctx.as_of_ms, ctx.end_after_ms
+            book.change = None
+            self._compact(ctx, kept)
         except BaseException:
-            self.forget()  # rows may be half replaced: the next build starts over
+            self.forget()  # rows or figures may be half updated: the next build starts over
             raise
-        ctx.finish()
-        built = assemble(ctx, self.taxonomy, started)
         self.last = LastBuild(
             mode="full" if full else "incremental",
             reason=reason,
@@ -190,15 +214,19 @@ class MapKeeper:
             persons_appended=0 if full else appended,
             persons_total=built.coverage.persons,
             timings=ctx.timings,
+            views_corrected=self.ledger.corrected,
+            views_recounted=self.ledger.recounted,
         )
         return built
 
     def forget(self) -> None:
         """Drop the kept rows; the next build is a full one."""
         if self.kept is not None:
-            for table in (self.kept.table, self.kept.dead, self.kept.seen):
+            kept = self.kept
+            for table in (kept.table, kept.dead, kept.seen, kept.killed):
                 self.store.command(f"DROP TABLE IF EXISTS {quote_ident(table)} SYNC")
         self.kept = None
+        self.ledger = Ledger()
 
     # -- when to start over ---------------------------------------------------------------
 
@@ -275,6 +303,7 @@ class MapKeeper:
             "(id String, message_id String, arrived DateTime64(6, 'UTC')) ENGINE = Memory"
         )
         self._new_dead_set(self.kept)
+        self.ledger = Ledger()  # a full build records every view again
 
     def _new_dead_set(self, kept: Kept) -> None:
         self.store.command(f"DROP TABLE IF EXISTS {quote_ident(kept.dead)} SYNC")
@@ -293,6 +322,8 @@ class MapKeeper:
         assert kept is not None
         ctx.table = kept.table
         ctx.dead = kept.dead if kept.dead_rows else ""
+        self.store.command(f"DROP TABLE IF EXISTS {quote_ident(kept.killed)} SYNC")
+        self.ledger.change = Change(killed="", born_from=(kept.generation + 1) << 32)
         ctx.load_names((kept.touchpoints, kept.channels), self._look_back(kept))
         temp = {
             name: quote_ident(f"{ctx.prefix}_{name}")
@@ -493,10 +524,12 @@ class MapKeeper:
         # Mark the replaced rows dead rather than delete them (see `Kept.dead`), and add the
         # new rows after them with ids of their own.
         table = quote_ident(kept.table)
-        marked = int(ctx.rows(f"SELECT count() FROM {ctx.persons} WHERE {changed}")[0][0])
+        killed = quote_ident(kept.killed)
         ctx.command(
-            f"INSERT INTO {quote_ident(kept.dead)} SELECT rid FROM {ctx.persons} WHERE {changed}"
+            f"CREATE TABLE {killed} ENGINE = Memory AS SELECT rid FROM {ctx.persons} WHERE {changed}"
         )
+        marked = int(ctx.rows(f"SELECT count() FROM {killed}")[0][0])
+        ctx.command(f"INSERT INTO {quote_ident(kept.dead)} SELECT rid FROM {killed}")
         kept.generation += 1
         ctx.command(
             f"INSERT INTO {table} SELECT {kept.generation} * 4294967296 + rowNumberInAllBlocks() "
@@ -504,14 +537,19 @@ class MapKeeper:
         )
         kept.dead_rows += marked
         ctx.dead = kept.dead
+        self.ledger.change = Change(killed=killed, born_from=kept.generation << 32)
+
+    def _compact(self, ctx: BuildContext, kept: Kept) -> None:
+        """Once the views have read them (see `Kept.killed`), drop the replaced rows for
+        good when there are too many of them to skip."""
+        self.store.command(f"DROP TABLE IF EXISTS {quote_ident(kept.killed)} SYNC")
         if kept.dead_rows > COMPACT_ABOVE_SHARE * max(kept.rows, 1):
-            dead = f"rid IN {quote_ident(kept.dead)}"
+            table, dead = quote_ident(kept.table), f"rid IN {quote_ident(kept.dead)}"
             if kept.engine == "Memory":  # mutations of Memory tables are synchronous
                 ctx.command(f"ALTER TABLE {table} DELETE WHERE {dead}")
             else:
                 ctx.command(f"DELETE FROM {table} WHERE {dead}")
             self._new_dead_set(kept)
-            ctx.dead = ""
 
     def _remember_appended(self, ctx: BuildContext, kept: Kept, temp: dict[str, str]) -> None:
         """Add the inbox rows just appended to those the next build must skip, and forget

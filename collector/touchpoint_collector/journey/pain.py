@@ -4,20 +4,23 @@ and example person ids to look at. Thresholds: ``docs/journey-map.md``."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from touchpoint_collector.journey.context import BuildContext
+from touchpoint_collector.journey.ledger import Examples, examples_sql
 from touchpoint_collector.journey.model import PainPoint
 
 KIND_ORDER = ("dropoff", "slow_step", "loop", "post_goal_issue", "low_score")
 
-# Each candidate query yields (touchpoint code or pair, population, affected, up to five
-# affected person ids, smallest first) from one pass over the person rows.
+# Each candidate query yields (touchpoint code or pair, population, affected, the smallest
+# affected person ids) from one pass over the signed person rows (see ledger.py).
 
 # Per person: the last touchpoints of their ended journeys without a goal step.
 DROPOFF_SQL = """
-SELECT t, count() AS population, countIf(has(dropped, t)) AS affected,
-       groupArraySortedIf(5)(person, has(dropped, t)) AS examples
+SELECT t, sum(sign) AS population, sumIf(sign, has(dropped, t)) AS affected,
+       {examples}
 FROM (
-    SELECT person, tp,
+    SELECT person, tp, sign,
            arrayMap(
                (f, l, e) -> if(e = 1 AND NOT has(arraySlice(g, f, l), 1), tp[f + l - 1], toUInt16(0)),
                jf, jl, {ended}
@@ -50,8 +53,8 @@ HAVING persons >= {{min_support:UInt32}}
 
 # `lp`: per person, the touchpoints with two or more steps in one journey.
 LOOP_SQL = """
-SELECT t, count() AS population, countIf(has(lp, t)) AS affected,
-       groupArraySortedIf(5)(person, has(lp, t)) AS examples
+SELECT t, sum(sign) AS population, sumIf(sign, has(lp, t)) AS affected,
+       {examples}
 FROM {persons}
 ARRAY JOIN arrayDistinct(tp) AS t
 GROUP BY t
@@ -60,7 +63,7 @@ GROUP BY t
 # `pgh`: per person, the issue touchpoints within the window after a goal step of the
 # same journey (the person rows' own; see steps.py).
 POST_GOAL_SQL = """
-SELECT t, count() AS affected, groupArraySorted(5)(person) AS examples
+SELECT t, sum(sign) AS affected, {examples}
 FROM {persons}
 ARRAY JOIN pgh AS t
 GROUP BY t
@@ -69,15 +72,15 @@ GROUP BY t
 # Scores, each about the step before it (its own step when first); `occ` = 1 at a person's
 # first score about a touchpoint, `low_occ` = 1 at their first low one.
 SCORED = """
-SELECT person,
+SELECT person, sign,
        arrayFilter((a, s) -> s IS NOT NULL,
                    arrayMap((k, p) -> if(p > 1, tp[k - 1], tp[k]), arrayEnumerate(tp), pos), sc) AS about,
        arrayMap(s -> toUInt8(assumeNotNull(s) <= {{low:Float32}}), arrayFilter(s -> s IS NOT NULL, sc)) AS low
 FROM {persons}
 """
 LOW_SCORE_SQL = """
-SELECT a, countIf(occ = 1) AS population, countIf(is_low = 1 AND low_occ = 1) AS affected,
-       groupArraySortedIf(5)(person, is_low = 1 AND low_occ = 1) AS examples
+SELECT a, sumIf(sign, occ = 1) AS population, sumIf(sign, is_low = 1 AND low_occ = 1) AS affected,
+       {examples}
 FROM ({scored})
 ARRAY JOIN about AS a, low AS is_low, arrayEnumerateUniq(about) AS occ,
            arrayEnumerateUniq(about, low) AS low_occ
@@ -87,10 +90,10 @@ GROUP BY a
 # The baselines, in one pass: persons who loop, who have any issue soon after a goal,
 # who gave a score, who gave a low one.
 BASELINES_SQL = """
-SELECT countIf(notEmpty(lp)),
-       countIf(notEmpty(pgh)),
-       countIf(arrayExists(s -> s IS NOT NULL, sc)),
-       countIf(arrayExists(s -> s IS NOT NULL AND assumeNotNull(s) <= {{low:Float32}}, sc))
+SELECT sumIf(sign, notEmpty(lp)),
+       sumIf(sign, notEmpty(pgh)),
+       sumIf(sign, arrayExists(s -> s IS NOT NULL, sc)),
+       sumIf(sign, arrayExists(s -> s IS NOT NULL AND assumeNotNull(s) <= {{low:Float32}}, sc))
 FROM {persons}
 """
 
@@ -103,6 +106,21 @@ def compute(
 ) -> list[PainPoint]:
     found: list[PainPoint] = []
     fmt = {"persons": ctx.persons, "ended": ctx.ended}
+
+    def tally(
+        name: str, sql: str, key: str, affected: str, at: int, **params: object
+    ) -> list[tuple[Any, ...]]:
+        """`sql`'s rows, tallied: its `{examples}` (column `at`, right after the affected
+        count) are the persons of its rows where `affected` holds."""
+        picked = examples_sql(key, affected)
+        return ctx.tally(
+            name,
+            lambda rows: sql.format(persons=rows, ended=ctx.ended, examples=picked),
+            keys=1,
+            examples=Examples(column=at, count=at - 1),
+            **params,
+        )
+
     support = ctx.settings.min_support
 
     def add(
@@ -130,12 +148,15 @@ def compute(
 
     issues = ctx.codes(ctx.settings.post_goal_touchpoints)
     low = ctx.settings.low_score_max
-    loopers, any_issue, scored_persons, low_persons = ctx.rows(
-        BASELINES_SQL.format(**fmt), low=low
+    loopers, any_issue, scored_persons, low_persons = ctx.tally(
+        "baselines", lambda rows: BASELINES_SQL.format(persons=rows), keys=0, low=low
     )[0]
 
     # drop-off, against the drop-off of the touchpoint's stage
-    rows = [(ctx.name(t), *rest) for t, *rest in ctx.rows(DROPOFF_SQL.format(**fmt))]
+    rows = [
+        (ctx.name(t), *rest)
+        for t, *rest in tally("dropoff", DROPOFF_SQL, "t", "has(dropped, t)", 3)
+    ]
     by_stage: dict[str, list[int]] = {}
     for tp, population, affected, _ in rows:
         totals = by_stage.setdefault(stage_of.get(tp, ""), [0, 0])
@@ -185,7 +206,7 @@ def compute(
 
     # loops and rework
     loop_baseline = loopers / persons_total if persons_total else 0.0
-    for code, population, affected, examples in ctx.rows(LOOP_SQL.format(**fmt)):
+    for code, population, affected, examples in tally("loop", LOOP_SQL, "t", "has(lp, t)", 3):
         tp = ctx.name(code)
         rate = affected / population
         if population >= support and affected and rate >= 0.2:
@@ -202,7 +223,7 @@ def compute(
     # issues soon after the goal
     if converted_total >= support and issues:
         baseline = any_issue / converted_total
-        for code, affected, examples in ctx.rows(POST_GOAL_SQL.format(**fmt)):
+        for code, affected, examples in tally("post_goal", POST_GOAL_SQL, "t", "1", 2):
             tp = ctx.name(code)
             rate = affected / converted_total
             if rate >= 0.1:
@@ -218,10 +239,10 @@ def compute(
                 )
 
     # low feedback scores, attributed to what they are about
-    scored = SCORED.format(**fmt)
     baseline = low_persons / scored_persons if scored_persons else 0.0
-    for code, population, affected, examples in ctx.rows(
-        LOW_SCORE_SQL.format(scored=scored), low=low
+    low_scores = LOW_SCORE_SQL.format(scored=SCORED, examples="{examples}")
+    for code, population, affected, examples in tally(
+        "low_score", low_scores, "a", "is_low = 1 AND low_occ = 1", 3, low=low
     ):
         tp = ctx.name(code)
         rate = affected / population

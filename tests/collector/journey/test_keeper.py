@@ -87,6 +87,8 @@ def assert_same_rows(keeper: MapKeeper, store: Store, filters: MapFilters) -> No
 
 
 WINDOW_SHIFTS = (None, 0, DAY, 3 * DAY, -DAY, 30 * DAY)
+CLOCK_MOVES = (0, 0, DAY // 24, 3 * DAY, 40 * DAY)
+"""How far "now" moves between builds: journeys end on the way (the ledger's band)."""
 
 
 @given(data=st.data())
@@ -101,6 +103,7 @@ def test_a_kept_map_equals_a_one_off_build_after_every_batch(
     clear(store)
     keeper = MapKeeper(store, scenario.settings, inbox_grace=GRACE, full_above_share=ALWAYS_UPDATE)
     filters = scenario.filters
+    as_of = scenario.as_of
     for number, batch in enumerate(batches):
         write_log(store, batch)
         sent = log[: sum(map(len, batches[:number]))]
@@ -113,8 +116,9 @@ def test_a_kept_map_equals_a_one_off_build_after_every_batch(
             filters = msgspec.structs.replace(filters, since=since + timedelta(milliseconds=shift))
             if filters.until is not None and filters.since >= filters.until:
                 filters = msgspec.structs.replace(filters, since=None)
+        as_of += timedelta(milliseconds=data.draw(st.sampled_from(CLOCK_MOVES)))
         time.sleep(PAST_GRACE)  # so that the next build re-reads none of this batch
-        kept = keeper.build(filters, as_of=scenario.as_of)
+        kept = keeper.build(filters, as_of=as_of)
         assert keeper.last is not None
         if number == 0:
             assert keeper.last.mode == "full"
@@ -124,7 +128,7 @@ def test_a_kept_map_equals_a_one_off_build_after_every_batch(
             assert keeper.last.mode == "incremental" or keeper.last.reason.startswith(
                 "new identity links"
             ), keeper.last.reason
-        assert_same_map(kept, store, scenario.settings, filters, scenario.as_of)
+        assert_same_map(kept, store, scenario.settings, filters, as_of)
         assert_same_rows(keeper, store, filters)
     keeper.forget()
 
@@ -220,6 +224,49 @@ def test_later_events_are_appended_to_the_kept_rows(store: Store, kept: MapKeepe
     again = kept.build(as_of=AS_OF)
     assert (kept.last.persons_recomputed, kept.last.persons_appended) == (4, 0)
     assert figures(again) == figures(built)
+
+
+def test_an_update_counts_only_the_changed_rows(store: Store, kept: MapKeeper) -> None:
+    """Every tallied view adds what the changed rows contribute to its recorded figures:
+    none counts every live row again, and the map still equals a one-off build, also
+    when the clock moves on far enough to end journeys that no new event touched."""
+    assert kept.last is not None and not kept.last.views_corrected
+    tallied = set(kept.last.views_recounted)
+    assert {"edges", "nodes", "funnel", "dropoff", "low_score"} <= tallied
+    write_log(store, [track("u2", "product_viewed", DAY, "m7")])
+    # "Now" moves back to when no journey had ended yet (they end after 2 days): every
+    # journey's ended flag flips, not only the changed person's.
+    early = at(2 * DAY)
+    built = kept.build(as_of=early)
+    assert (kept.last.views_recounted, set(kept.last.views_corrected)) == ([], tallied)
+    assert (kept.last.persons_recomputed, built.coverage.ended_journeys) == (1, 0)
+    assert_same_map(built, store, SETTINGS, MapFilters(), early)
+    # Nothing new, and "now" moves on: every journey has ended again.
+    moved = kept.build(as_of=AS_OF)
+    assert (kept.last.views_recounted, set(kept.last.views_corrected)) == ([], tallied)
+    assert moved.coverage.ended_journeys == 4
+    assert_same_map(moved, store, SETTINGS, MapFilters(), AS_OF)
+
+
+def test_example_persons_follow_an_identity_merge(store: Store, kept: MapKeeper) -> None:
+    """A looping anonymous device is the example; once identified, its user is instead."""
+    write_log(
+        store,
+        [
+            track("a7", "site_visit", 3 * DAY, "m7"),
+            track("a7", "product_viewed", 3 * DAY + 1, "m8"),
+            track("a7", "site_visit", 3 * DAY + 2, "m9"),
+        ],
+    )
+    time.sleep(PAST_GRACE)
+    before = kept.build(as_of=AS_OF)
+    loops = [p.examples for p in before.pain_points if p.kind == "loop"]
+    assert loops == [["a7"]]
+    write_log(store, [identify("a7", "u7", 3 * DAY + 3, "m10")])
+    after = kept.build(as_of=AS_OF)
+    assert kept.last is not None and "loop" in kept.last.views_corrected
+    assert [p.examples for p in after.pain_points if p.kind == "loop"] == [["u7"]]
+    assert_same_map(after, store, SETTINGS, MapFilters(), AS_OF)
 
 
 def test_replaced_rows_are_marked_dead_then_compacted(store: Store, kept: MapKeeper) -> None:
