@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from touchpoint_collector.journey import ledger as tally_ledger
-from touchpoint_collector.journey.ledger import Examples, Ledger
+from touchpoint_collector.journey.ledger import Examples, Ledger, changes_sql, quantiles_sql
 from touchpoint_collector.journey.model import MapFilters, MapSettings
 from touchpoint_collector.journey.steps import (
     STAGE_NAMES,
@@ -197,23 +197,72 @@ class BuildContext:
             book.recounted.append(name)
         return tally_ledger.rows_of(kept, keys, examples)
 
-    def _changed_rows(self, book: Ledger) -> str:
-        """The table of this build's changed rows, signed (``ledger.delta_source``): made
-        once, so that each view reads a few hundred thousand rows instead of filtering
-        every row of the kept table again."""
+    def quantiles(
+        self,
+        name: str,
+        values: Callable[[str], str],
+        keys: list[str],
+        levels: Sequence[float],
+        *,
+        flags: bool = True,
+        **params: Any,
+    ) -> dict[tuple[Any, ...], tuple[int, list[int]]]:
+        """Per key of `values` (given where to read the person rows, its rows are the
+        `keys`, ``v`` and ``sign``): how many values, and each level's exact quantile
+        (ClickHouse's ``quantileExact``). `flags`: False while the ended flags' inputs
+        are not settled (the values must not depend on them).
+
+        With a kept map's ledger, from the windows of sorted values it kept around each
+        quantile, moved by the values that changed (``ledger.merge_spread``); otherwise,
+        or when a window ran out, from every live row (and recorded)."""
+        book = self.ledger
+        if book is None:
+            rows = self.rows(
+                quantiles_sql(values(self.live), keys, levels, windows=False), **params
+            )
+            width = len(keys)
+            return {
+                tuple(row[:width]): (int(row[width]), [int(q) for q in row[width + 1]])
+                for row in rows
+                if row[width]
+            }
+        sig = tally_ledger.signature(
+            lambda rows: f"{values(rows)} {levels!r}", self.params(**params)
+        )
+        kept = book.spreads.get(name)
+        if book.change is not None and kept is not None and kept.signature == sig:
+            changed = self._changed_rows(book, flags=flags)
+            rows = self.rows(changes_sql(values(changed), keys), **params)
+            if tally_ledger.merge_spread(kept, rows, len(keys), levels):
+                book.corrected.append(name)
+                return tally_ledger.quantiles_of(kept, levels)
+        rows = self.rows(quantiles_sql(values(self.live), keys, levels, windows=True), **params)
+        kept = tally_ledger.record_spread(sig, rows, len(keys))
+        book.spreads[name] = kept
+        book.recounted.append(name)
+        return tally_ledger.quantiles_of(kept, levels)
+
+    def _changed_rows(self, book: Ledger, *, flags: bool = True) -> str:
+        """This build's changed rows, signed, as views read them (``ledger.signed_rows``):
+        kept in a table made once, so that each view reads a few hundred thousand rows
+        instead of filtering every row of the kept table again. With `flags`, including
+        the rows whose ended flags moved (known once the end-after threshold is)."""
+        assert book.change is not None
         table = quote_ident(f"{self.prefix}_changed")
         if not book.changed_rows:
-            assert book.change is not None
-            source = tally_ledger.delta_source(
-                quote_ident(self.table),
-                quote_ident(self.dead) if self.dead else "",
-                book.change,
-                (book.as_of_ms, book.end_after_ms),
-                (self.as_of_ms, self.end_after_ms),
+            self.command(
+                f"CREATE TABLE {table} ENGINE = Memory AS "
+                f"{tally_ledger.changed_sql(quote_ident(self.table), book.change)}"
             )
-            self.command(f"CREATE TABLE {table} ENGINE = Memory AS SELECT * FROM {source}")
-            book.changed_rows = table
-        return book.changed_rows
+            book.changed_rows, book.moved_added = table, False
+        before, now = (book.as_of_ms, book.end_after_ms), (self.as_of_ms, self.end_after_ms)
+        if flags and not book.moved_added:
+            dead = quote_ident(self.dead) if self.dead else ""
+            moved = tally_ledger.moved_sql(quote_ident(self.table), dead, book.change, before, now)
+            if moved:
+                self.command(f"INSERT INTO {table} {moved}")
+            book.moved_added = True
+        return tally_ledger.signed_rows(table, before, now)
 
     @staticmethod
     def _bounded(params: dict[str, Any], examples: Examples | None) -> dict[str, Any]:
@@ -355,14 +404,20 @@ class BuildContext:
     def _end_after_ms(self) -> int:
         if self.settings.end_after_days is not None:
             return int(self.settings.end_after_days * DAY_MS)
-        rows = self.rows(
-            f"""SELECT count(), quantileExact(0.95)(gap) FROM {self.persons}
+        found = self.quantiles(
+            "gaps",
+            lambda rows: (
+                f"""SELECT gap AS v, sign FROM {rows}
             ARRAY JOIN arrayFilter((d, p) -> p > 1, arrayDifference(ts), pos) AS gap"""
+            ),
+            [],
+            (0.95,),
+            flags=False,  # this is an input of the flags
         )
-        count, q95 = rows[0]
         gap_ms = int(self.settings.gap_days * DAY_MS)
-        if not count:
+        if not found:
             return min(DAY_MS, gap_ms)
+        ((_, (q95,)),) = found.values()
         return int(min(max(int(q95), DAY_MS), gap_ms))
 
     def drop(self) -> None:

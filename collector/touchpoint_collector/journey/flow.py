@@ -87,14 +87,12 @@ ARRAY JOIN pairs AS pair, pair_ms AS ms, goal_after AS goal, arrayEnumerateUniq(
 GROUP BY pair
 """
 
-# Median and p90 of the timed transitions, from one sorted copy (two quantileExact sort
-# twice): not sums, so over every live row.
+# The timed transitions, for their median and p90 (``BuildContext.quantiles``).
 EDGE_TIMES_SQL = """
-SELECT pair, quantilesExact(0.5, 0.9)(ms)
+SELECT pair, ms AS v, sign
 FROM ({walk})
 ARRAY JOIN pairs AS pair, pair_ms AS ms
 WHERE ms >= 0
-GROUP BY pair
 """
 
 
@@ -216,7 +214,13 @@ def compute(ctx: BuildContext, persons_total: int) -> tuple[list[Node], list[Edg
     out_total: dict[str, int] = {}
     times = {
         int(pair): median_p90
-        for pair, median_p90 in ctx.rows(EDGE_TIMES_SQL.format(walk=walk(ctx.live)), **params)
+        for (pair,), (_, median_p90) in ctx.quantiles(
+            "edge_times",
+            lambda rows: EDGE_TIMES_SQL.format(walk=walk(rows)),
+            ["pair"],
+            (0.5, 0.9),
+            **params,
+        ).items()
     }
     raw_edges = [
         (node_id[pair // 65536 - 1], node_id[pair % 65536 - 1], *rest, times.get(pair, (0, 0)))

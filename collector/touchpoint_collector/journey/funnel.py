@@ -29,11 +29,13 @@ FROM (
 )
 """
 
-# Per stage [median, p90] of those times, from one sorted copy: not a sum, so over every
-# live row.
+# Those times, by stage index, for their median and p90 (``BuildContext.quantiles``).
 TIMES_SQL = """
-SELECT quantilesExactArrayForEach(0.5, 0.9)(arrayMap(x -> arrayFilter(d -> d >= 0, x), fdt))
+SELECT stage - 1 AS stage, ms AS v, sign
 FROM {persons}
+ARRAY JOIN arrayEnumerate(fdt) AS stage, fdt AS per_journey
+ARRAY JOIN per_journey AS ms
+WHERE ms >= 0
 """
 
 # Adjacent steps of a journey moving to an earlier stage, keyed from * 8 + to; `occ` = 1
@@ -60,13 +62,15 @@ def compute(ctx: BuildContext) -> tuple[list[StageRow], list[BackwardMove]]:
     per_stage = ctx.tally(
         "funnel", lambda rows: FUNNEL_SQL.format(persons=rows, ended=ctx.ended), keys=0
     )[0][1:]
-    quantiles = ctx.rows(TIMES_SQL.format(persons=ctx.persons))[0][0]
+    times = ctx.quantiles(
+        "funnel_times", lambda rows: TIMES_SQL.format(persons=rows), ["stage"], (0.5, 0.9)
+    )
     stages = []
     for idx, stage in enumerate(STAGE_NAMES):
         persons, converted, journeys_converted, dropped = (
             (column[idx] if len(column) > idx else 0) for column in per_stage
         )
-        median_ms, p90_ms = quantiles[idx] if len(quantiles) > idx else (0, 0)
+        median_ms, p90_ms = times.get((idx,), (0, [0, 0]))[1]
         last = idx == len(STAGE_NAMES) - 1
         stages.append(
             StageRow(

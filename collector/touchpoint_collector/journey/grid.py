@@ -25,10 +25,9 @@ GROUP BY s, c
 # Dwell: per (journey, stage) of a person, the last step's last event minus the first
 # step's time (the person rows' `dws` / `dwm`).
 TIME_IN_STAGE_SQL = """
-SELECT s, quantileExact(0.5)(dwell_ms)
+SELECT s, dwell_ms AS v, sign
 FROM {persons}
 ARRAY JOIN dws AS s, dwm AS dwell_ms
-GROUP BY s
 """
 
 # Feelings count for the stage of the step before them (their own when first): a support
@@ -77,7 +76,10 @@ def compute(
         stage = STAGE_NAMES[stage_idx]
         channels.setdefault(stage, []).append((ctx.channels[channel - 1], int(steps)))
     dwell = {
-        STAGE_NAMES[s]: ms for s, ms in ctx.rows(TIME_IN_STAGE_SQL.format(persons=ctx.persons))
+        STAGE_NAMES[s]: median
+        for (s,), (_, (median,)) in ctx.quantiles(
+            "dwell", lambda rows: TIME_IN_STAGE_SQL.format(persons=rows), ["s"], (0.5,)
+        ).items()
     }
     feelings = {
         STAGE_NAMES[stage_idx]: (float(score_sum) / scores if scores else None, scores, negative)

@@ -192,10 +192,10 @@ class MapKeeper:
             assert kept is not None
             kept.read_from = server_now
             kept.rows = self._count_rows(kept)
-            ctx.finish()
             book = ctx.ledger = self.ledger
             book.corrected, book.recounted = [], []
             try:
+                ctx.finish()
                 built = assemble(ctx, self.taxonomy, started)
             finally:
                 if book.changed_rows:

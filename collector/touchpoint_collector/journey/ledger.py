@@ -38,9 +38,10 @@ CANDIDATES = 20
 one, and only running out of them costs a recount."""
 SOURCE = "__rows__"
 """Where a view's SQL reads its rows, when the view is compared with what was recorded."""
-MOVING_PARAMS = frozenset({"as_of_ms", "end_after_ms", "ex_keys", "ex_bounds"})
+MOVING_PARAMS = frozenset({"as_of_ms", "end_after_ms", "ex_keys", "ex_bounds", "tp_names"})
 """Parameters that change between builds without making the recorded figures wrong:
-the ended flags follow them through the change's rows, the bounds are the ledger's own."""
+the ended flags follow them through the change's rows, the bounds are the ledger's own,
+and new touchpoint names only add codes (a kept view is keyed by code, never by name)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,11 @@ class Ledger:
     change: Change | None = None
     """This build's change; None when it is a full build (record every view)."""
     changed_rows: str = ""
-    """The table holding this build's change's rows, once made (dropped after it)."""
+    """The table holding this build's change's rows, once made (dropped after it)..."""
+    moved_added: bool = False
+    """... and whether the rows whose ended flags moved are in it yet."""
+    spreads: dict[str, Spread] = field(default_factory=dict)
+    """Every kept quantile view's values."""
     corrected: list[str] = field(default_factory=list)
     """The views this build counted over the change only, and those it counted again
     over every live row (for logs, tests and the benchmark)."""
@@ -107,40 +112,40 @@ def signature(sql: Callable[[str], str], params: dict[str, Any]) -> tuple[Any, .
     return (sql(SOURCE), kept)
 
 
-def delta_source(
-    table: str,
-    dead: str,
-    change: Change,
-    before: tuple[int, int],
-    now: tuple[int, int],
-) -> str:
-    """The rows that changed since the previous build, signed: replaced rows -1 and
-    added ones +1, and rows whose ended flags moved once each way. `before` / `now`:
-    (as-of, end-after) in ms. `dead`: the replaced rows' set ("" when none)."""
-    live = f"rid NOT IN {dead}" if dead else "1"
-
-    def rows(where: str, sign: int, flags: tuple[int, int]) -> str:
-        as_of, end_after = flags
-        return (
-            f"SELECT *, toInt8({sign}) AS sign, toInt64({int(as_of)}) AS _as_of, "
-            f"toInt64({int(end_after)}) AS _end_after FROM {table} WHERE {where}"
-        )
-
-    parts = [rows(f"rid >= {int(change.born_from)}", 1, now)]
+def changed_sql(table: str, change: Change) -> str:
+    """The rows an update replaced (sign -1) and added (+1)."""
+    parts = [f"SELECT *, toInt8(1) AS sign FROM {table} WHERE rid >= {int(change.born_from)}"]
     if change.killed:
-        parts.append(rows(f"rid IN {change.killed}", -1, before))
-    if before != now:
-        (a0, e0), (a1, e1) = before, now
-        # One pass finds them, and each comes out twice: -1 with the old flags, +1 new.
-        parts.append(
-            f"SELECT * EXCEPT (flip), toInt8(flip) AS sign, "
-            f"if(flip < 0, toInt64({int(a0)}), toInt64({int(a1)})) AS _as_of, "
-            f"if(flip < 0, toInt64({int(e0)}), toInt64({int(e1)})) AS _end_after "
-            f"FROM {table} ARRAY JOIN [-1, 1] AS flip "
-            f"WHERE rid < {int(change.born_from)} AND {live} AND arrayExists("
-            f"x -> ({int(a0)} - x > {int(e0)}) != ({int(a1)} - x > {int(e1)}), jlast)"
-        )
-    return "(" + " UNION ALL ".join(parts) + ")"
+        parts.append(f"SELECT *, toInt8(-1) AS sign FROM {table} WHERE rid IN {change.killed}")
+    return " UNION ALL ".join(parts)
+
+
+def moved_sql(
+    table: str, dead: str, change: Change, before: tuple[int, int], now: tuple[int, int]
+) -> str:
+    """The other live rows with a journey whose ended flag differs between `before` and
+    `now` ((as-of, end-after) in ms), each twice: sign -1 and +1 (``""``: none can).
+    `dead`: the replaced rows' set ("" when none)."""
+    if before == now:
+        return ""
+    (a0, e0), (a1, e1) = before, now
+    live = f"rid NOT IN {dead}" if dead else "1"
+    return (
+        f"SELECT * EXCEPT (flip), toInt8(flip) AS sign "
+        f"FROM {table} ARRAY JOIN [-1, 1] AS flip "
+        f"WHERE rid < {int(change.born_from)} AND {live} AND arrayExists("
+        f"x -> ({int(a0)} - x > {int(e0)}) != ({int(a1)} - x > {int(e1)}), jlast)"
+    )
+
+
+def signed_rows(table: str, before: tuple[int, int], now: tuple[int, int]) -> str:
+    """The changed rows of `table` as views read them: rows of sign -1 count as of the
+    previous build (its ended flags' inputs), rows of +1 as of this one."""
+    (a0, e0), (a1, e1) = before, now
+    return (
+        f"(SELECT *, if(sign < 0, toInt64({int(a0)}), toInt64({int(a1)})) AS _as_of, "
+        f"if(sign < 0, toInt64({int(e0)}), toInt64({int(e1)})) AS _end_after FROM {table})"
+    )
 
 
 def record(
@@ -245,3 +250,163 @@ def _hashable(value: Any) -> Any:
 
 def _unhashable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+# -- exact quantiles -------------------------------------------------------------------------
+
+WINDOW_MIN = 500
+WINDOW_SHARE = 100
+"""A kept quantile holds, per key and level, the sorted values around its rank: at least
+:data:`WINDOW_MIN` and 1/:data:`WINDOW_SHARE` of the key's values on each side. A change
+moves the rank by about its own share of the values, so the window outlives many."""
+
+
+@dataclass
+class Window:
+    """The values at sorted positions ``lo`` to ``lo + len(values) - 1`` of a key's."""
+
+    lo: int
+    values: list[int]
+
+
+@dataclass
+class Spread:
+    """A quantile view's values as of the previous build: per key, how many, and a window
+    per level."""
+
+    signature: tuple[Any, ...]
+    counts: dict[tuple[Any, ...], int]
+    windows: dict[tuple[Any, ...], list[Window]]
+
+
+def rank(level: float, n: int) -> int:
+    """The sorted position ClickHouse's ``quantileExact`` returns (``level * n``,
+    truncated; the last for level 1)."""
+    return int(level * n) if level < 1 else n - 1
+
+
+def quantiles_sql(values: str, keys: list[str], levels: Sequence[float], *, windows: bool) -> str:
+    """Per key of `values` (rows: the keys, ``v``), the count and either each level's exact
+    quantile or (`windows`) each level's window as (lo, sorted values)."""
+    by = ", ".join(keys)
+    group = f"GROUP BY {by}" if keys else ""
+    head = f"{by}, " if keys else ""
+    listed = ", ".join(repr(float(level)) for level in levels)
+    if not windows:
+        return f"SELECT {head}count() AS n, quantilesExact({listed})(v) FROM ({values}) {group}"
+    lo = "greatest(toInt64(toUInt64(level_ * n_)) - w_, 0)"
+    return f"""SELECT {head}n_, arrayMap(
+                level_ -> ({lo}, arraySlice(sorted_, {lo} + 1, 2 * w_ + 1)), [{listed}])
+        FROM (
+            SELECT {head}count() AS n_, arraySort(groupArray(v)) AS sorted_,
+                   greatest({WINDOW_MIN}, intDiv(n_, {WINDOW_SHARE})) AS w_
+            FROM ({values}) {group}
+        )"""
+
+
+def changes_sql(values: str, keys: list[str]) -> str:
+    """Per key of `values` (rows: the keys, ``v``, ``sign``), each value whose count
+    changed, and by how much."""
+    head = "".join(f"{k}, " for k in keys)
+    return f"SELECT {head}v, sum(sign) AS c FROM ({values}) GROUP BY {head}v HAVING c != 0"
+
+
+def record_spread(sig: tuple[Any, ...], rows: Sequence[tuple[Any, ...]], keys: int) -> Spread:
+    spread = Spread(signature=sig, counts={}, windows={})
+    for row in rows:
+        key, n, per_level = tuple(_hashable(v) for v in row[:keys]), int(row[keys]), row[keys + 1]
+        if n:
+            spread.counts[key] = n
+            spread.windows[key] = [Window(int(lo), list(found)) for lo, found in per_level]
+    return spread
+
+
+def merge_spread(
+    spread: Spread, rows: Sequence[tuple[Any, ...]], keys: int, levels: Sequence[float]
+) -> bool:
+    """Apply the change's (key, value, count change) `rows`; False when a window cannot
+    tell a quantile any more (the view is counted again)."""
+    changes: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
+    for row in rows:
+        key = tuple(_hashable(v) for v in row[:keys])
+        changes.setdefault(key, []).append((int(row[keys]), int(row[keys + 1])))
+    for key, found in changes.items():
+        before = spread.counts.get(key, 0)
+        n = before + sum(c for _, c in found)
+        if n < 0:
+            return False
+        if n == 0:
+            spread.counts.pop(key, None)
+            spread.windows.pop(key, None)
+            continue
+        windows = spread.windows.get(key) or [Window(0, []) for _ in levels]
+        for level, window in zip(levels, windows, strict=True):
+            if not _shift(window, before, found):
+                return False
+            at = rank(level, n) - window.lo
+            if not 0 <= at < len(window.values):
+                return False
+            _trim(window, at, n)
+        spread.counts[key], spread.windows[key] = n, windows
+    return True
+
+
+def quantiles_of(
+    spread: Spread, levels: Sequence[float]
+) -> dict[tuple[Any, ...], tuple[int, list[int]]]:
+    """Per key: its count and each level's quantile."""
+    return {
+        key: (
+            n,
+            [
+                w.values[rank(level, n) - w.lo]
+                for level, w in zip(levels, spread.windows[key], strict=True)
+            ],
+        )
+        for key, n in spread.counts.items()
+    }
+
+
+def _shift(window: Window, before: int, found: list[tuple[int, int]]) -> bool:
+    """Move `window` over the change `found` ((value, count change) pairs) of a key that
+    had `before` values. Values below it only move its position; values within it enter
+    or leave it; values above it do not matter."""
+    values = window.values
+    whole = window.lo == 0 and len(values) == before  # holds every value: all enter
+    if not values and not whole:
+        return False
+    first, last = (values[0], values[-1]) if values else (0, 0)
+    entering: list[int] = []
+    leaving: dict[int, int] = {}
+    for value, count in found:
+        if not whole and value < first:
+            window.lo += count
+        elif whole or value <= last:
+            if count > 0:
+                entering.extend([value] * count)
+            else:
+                leaving[value] = leaving.get(value, 0) - count
+    if window.lo < 0:
+        return False
+    if leaving:
+        kept = []
+        for value in values:
+            if leaving.get(value, 0) > 0:
+                leaving[value] -= 1
+            else:
+                kept.append(value)
+        if any(leaving.values()):
+            return False  # a removed value the window should have held: inconsistent
+        values = kept
+    window.values = sorted(values + entering) if entering else values
+    return True
+
+
+def _trim(window: Window, at: int, n: int) -> None:
+    """Keep a grown window to twice its size around the rank `at` (within it)."""
+    side = max(WINDOW_MIN, n // WINDOW_SHARE)
+    if len(window.values) <= 4 * side + 2:
+        return
+    start = max(at - 2 * side, 0)
+    window.values = window.values[start : at + 2 * side + 1]
+    window.lo += start

@@ -33,24 +33,28 @@ GROUP BY t
 """
 
 # Adjacent steps (a * 65536 + b) and the time between them; `occ` = 1 at a person's first.
-SLOW_SQL = """
-SELECT pair, countIf(occ = 1) AS persons, quantileExact(0.5)(ms) AS median_ms,
-       groupArraySortedIf(5)(person, occ = 1) AS examples
-FROM (
-    SELECT person,
-           arrayFilter(
-               (x, p) -> p > 1,
-               arrayMap((a, b) -> toUInt32(a) * 65536 + b, arrayPushFront(arrayPopBack(tp), toUInt16(0)), tp),
-               pos
-           ) AS pairs,
-           arrayFilter((d, p) -> p > 1, arrayDifference(ts), pos) AS pair_ms
-    FROM {persons}
-)
-ARRAY JOIN pairs AS pair, pair_ms AS ms, arrayEnumerateUniq(pairs) AS occ
-GROUP BY pair
-HAVING persons >= {{min_support:UInt32}}
+PAIRS = """
+SELECT person, sign,
+       arrayFilter(
+           (x, p) -> p > 1,
+           arrayMap((a, b) -> toUInt32(a) * 65536 + b, arrayPushFront(arrayPopBack(tp), toUInt16(0)), tp),
+           pos
+       ) AS pairs,
+       arrayFilter((d, p) -> p > 1, arrayDifference(ts), pos) AS pair_ms
+FROM {persons}
 """
-
+SLOW_SQL = """
+SELECT pair, sum(sign) AS steps, sumIf(sign, occ = 1) AS persons, {examples}
+FROM ({pairs})
+ARRAY JOIN pairs AS pair, arrayEnumerateUniq(pairs) AS occ
+GROUP BY pair
+"""
+# ... and their times, for the median (``BuildContext.quantiles``).
+SLOW_TIMES_SQL = """
+SELECT pair, ms AS v, sign
+FROM ({pairs})
+ARRAY JOIN pairs AS pair, pair_ms AS ms
+"""
 # `lp`: per person, the touchpoints with two or more steps in one journey.
 LOOP_SQL = """
 SELECT t, sum(sign) AS population, sumIf(sign, has(lp, t)) AS affected,
@@ -105,7 +109,6 @@ def compute(
     converted_total: int,
 ) -> list[PainPoint]:
     found: list[PainPoint] = []
-    fmt = {"persons": ctx.persons, "ended": ctx.ended}
 
     def tally(
         name: str, sql: str, key: str, affected: str, at: int, **params: object
@@ -180,9 +183,19 @@ def compute(
 
     # slow steps, against the typical step of the same stage (a delivery taking days is
     # normal after a purchase; a demo taking days to schedule is not)
+    pair_medians = ctx.quantiles(
+        "slow_times",
+        lambda rows: SLOW_TIMES_SQL.format(pairs=PAIRS.format(persons=rows)),
+        ["pair"],
+        (0.5,),
+    )
     slow = [
-        (ctx.name(pair // 65536), ctx.name(pair % 65536), *rest)
-        for pair, *rest in ctx.rows(SLOW_SQL.format(**fmt), min_support=support)
+        (ctx.name(pair // 65536), ctx.name(pair % 65536), persons, medians[0], examples)
+        for pair, _, persons, examples in tally(
+            "slow", SLOW_SQL.format(pairs=PAIRS, examples="{examples}"), "pair", "occ = 1", 3
+        )
+        if persons >= support
+        for _, medians in [pair_medians[(pair,)]]
     ]
     medians_by_stage: dict[str, list[int]] = {}
     for a, _b, _persons, median_ms, _ in slow:

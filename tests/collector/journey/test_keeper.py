@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import msgspec
 import pytest
@@ -29,7 +30,7 @@ from tests.collector.journey.generators import (
 )
 from tests.collector.journey.test_reference_vs_sql import examples
 from tests.conftest import scale
-from touchpoint_collector.journey import JourneyMap, MapFilters, MapSettings, build_map
+from touchpoint_collector.journey import JourneyMap, MapFilters, MapSettings, build_map, ledger
 from touchpoint_collector.journey.context import KEPT_COLUMNS, BuildContext
 from touchpoint_collector.journey.keeper import MapKeeper
 from touchpoint_collector.store import Store
@@ -96,6 +97,13 @@ CLOCK_MOVES = (0, 0, DAY // 24, 3 * DAY, 40 * DAY)
 def test_a_kept_map_equals_a_one_off_build_after_every_batch(
     store: Store, data: st.DataObject
 ) -> None:
+    # Quantile windows of one value a side (not the whole of these few values): changes
+    # land below, inside and above them, and some run out.
+    with mock.patch.object(ledger, "WINDOW_MIN", data.draw(st.sampled_from([1, 500]))):
+        kept_map_equals_one_off_builds(store, data)
+
+
+def kept_map_equals_one_off_builds(store: Store, data: st.DataObject) -> None:
     scenario = data.draw(scenarios())
     log = scenario.events
     cuts = sorted(data.draw(st.lists(st.integers(0, len(log)), min_size=1, max_size=3)))
@@ -246,6 +254,19 @@ def test_an_update_counts_only_the_changed_rows(store: Store, kept: MapKeeper) -
     assert (kept.last.views_recounted, set(kept.last.views_corrected)) == ([], tallied)
     assert moved.coverage.ended_journeys == 4
     assert_same_map(moved, store, SETTINGS, MapFilters(), AS_OF)
+
+
+def test_a_derived_end_after_threshold_is_kept_too(store: Store, kept: MapKeeper) -> None:
+    """The threshold comes from the gaps between steps (their p95): a kept quantile."""
+    derived = MapSettings(gap_days=30, min_support=1)
+    keeper = MapKeeper(store, derived, inbox_grace=GRACE, full_above_share=ALWAYS_UPDATE)
+    keeper.build(as_of=AS_OF)
+    write_log(store, [track("u2", "product_viewed", 3 * DAY, "m7")])
+    built = keeper.build(as_of=AS_OF)
+    assert keeper.last is not None and "gaps" in keeper.last.views_corrected
+    assert built.coverage.end_after_seconds == 3 * DAY / 1000  # u2's new gap is the p95
+    assert_same_map(built, store, derived, MapFilters(), AS_OF)
+    keeper.forget()
 
 
 def test_example_persons_follow_an_identity_merge(store: Store, kept: MapKeeper) -> None:

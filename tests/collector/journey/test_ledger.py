@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 from hypothesis import given
 from hypothesis import strategies as st
 
+from touchpoint_collector.journey import ledger
 from touchpoint_collector.journey.ledger import (
     CANDIDATES,
     EXAMPLES,
     Examples,
+    Spread,
     merge,
+    merge_spread,
+    quantiles_of,
+    rank,
     record,
+    record_spread,
     rows_of,
 )
 
@@ -74,3 +82,94 @@ def test_array_sums_add_element_wise(values: list[list[int]]) -> None:
             for i in range(width)
         ]
     assert rows_of(kept, 0, None) == [(len(values), total)]
+
+
+def windows_of(values: dict[int, list[int]], levels: tuple[float, ...], side: int) -> Spread:
+    """What the recording query returns: per key, the sorted values around each rank."""
+    rows = []
+    for key, found in values.items():
+        ordered = sorted(found)
+        n = len(ordered)
+        per_level = []
+        for level in levels:
+            lo = max(rank(level, n) - side, 0)
+            per_level.append((lo, ordered[lo : lo + 2 * side + 1]))
+        if n:
+            rows.append((key, n, per_level))
+    return record_spread(("sig",), rows, 1)
+
+
+def exact(values: list[int], level: float) -> int:
+    """ClickHouse's quantileExact: the value at position ``level * n`` (truncated)."""
+    ordered = sorted(values)
+    return ordered[int(level * len(ordered))]
+
+
+VALUES = st.lists(st.integers(0, 30), max_size=40)
+
+
+@given(
+    start=st.dictionaries(st.integers(1, 3), VALUES, max_size=3),
+    changes=st.lists(
+        st.lists(st.tuples(st.integers(1, 4), st.integers(0, 30), st.integers(-3, 3)), max_size=8),
+        max_size=5,
+    ),
+    side=st.integers(1, 4),
+)
+def test_quantile_windows_give_the_exact_quantiles(
+    start: dict[int, list[int]], changes: list[list[tuple[int, int, int]]], side: int
+) -> None:
+    """Values leave and enter below, inside and above each window (ties included): the
+    quantiles read from the windows equal those of all the values, or the merge says it
+    cannot tell and the view is recorded again."""
+    levels = (0.5, 0.9)
+    values = {key: list(found) for key, found in start.items() if found}
+    spread = windows_of(values, levels, side)
+    for change in changes:
+        net: dict[tuple[int, int], int] = {}
+        for key, value, count in change:
+            have = values.setdefault(key, [])
+            if count < 0:
+                count = -min(-count, have.count(value))  # only values that are there leave
+            for _ in range(abs(count)):
+                (have.append if count > 0 else have.remove)(value)
+            if count:
+                net[(key, value)] = net.get((key, value), 0) + count
+        rows = [(key, value, c) for (key, value), c in net.items() if c]
+        values = {key: found for key, found in values.items() if found}
+        with (
+            mock.patch.object(ledger, "WINDOW_MIN", side),
+            mock.patch.object(ledger, "WINDOW_SHARE", 1000),
+        ):
+            if not merge_spread(spread, rows, 1, levels):
+                spread = windows_of(values, levels, side)
+        assert quantiles_of(spread, levels) == {
+            (key,): (len(found), [exact(found, level) for level in levels])
+            for key, found in values.items()
+        }
+        for (key,), windows in spread.windows.items():  # each window: a slice of them all
+            ordered = sorted(values[key])
+            for window in windows:
+                assert window.values == ordered[window.lo : window.lo + len(window.values)]
+
+
+def test_a_small_change_moves_the_window_without_recounting() -> None:
+    values = {1: list(range(0, 1000, 10))}
+    spread = windows_of(values, (0.5,), 5)
+    # Two values below the median, one inside its window, one above; one leaves.
+    rows = [(1, 3, 1), (1, 7, 1), (1, 501, 1), (1, 990, 1), (1, 20, -1)]
+    assert merge_spread(spread, rows, 1, (0.5,))
+    after = [*range(0, 1000, 10), 3, 7, 501, 990]
+    after.remove(20)
+    assert quantiles_of(spread, (0.5,)) == {(1,): (len(after), [exact(after, 0.5)])}
+
+
+def test_a_window_s_end_values_leave_it() -> None:
+    """The first and last values of a window are in it, not beside it."""
+    values = list(range(100))
+    spread = windows_of({1: values}, (0.5,), 2)
+    ((window,),) = spread.windows.values()
+    assert (window.lo, window.values) == (48, [48, 49, 50, 51, 52])
+    assert merge_spread(spread, [(1, 52, -1), (1, 48, -1)], 1, (0.5,))
+    assert (window.lo, window.values) == (48, [49, 50, 51])
+    assert quantiles_of(spread, (0.5,)) == {(1,): (98, [50])}
