@@ -242,6 +242,88 @@ class BuildContext:
         book.recounted.append(name)
         return tally_ledger.quantiles_of(kept, levels)
 
+    def ranked(
+        self,
+        name: str,
+        grouped: Callable[[str], str],
+        sums: list[str],
+        names: str,
+        limit: int,
+        **params: Any,
+    ) -> list[tuple[Any, ...]]:
+        """The `limit` rows of `grouped` (given where to read the person rows: per ``key``,
+        its count ``n`` and the columns `sums`, over signed rows) with the largest count,
+        ties broken by `names` (SQL over ``key``) ascending.
+
+        With a kept map's ledger, the counts per key (there can be as many keys as
+        journeys) stay in a table: a build adds the change's counts to it and ranks the
+        keys by their totals, naming only those that can make the list."""
+        order = f"ORDER BY n DESC, {names} ASC LIMIT {{limit:UInt32}}"
+        listed = "".join(f", {column}" for column in sums)
+        book = self.ledger
+        if book is None:
+            return self.rows(
+                f"SELECT key, n{listed} FROM ({grouped(self.live)}) WHERE n > 0 {order}",
+                **params,
+                limit=limit,
+            )
+        sig = tally_ledger.signature(grouped, self.params(**params))
+        kept = book.ranks.get(name)
+        if book.change is not None and kept is not None and kept.signature == sig:
+            table = kept.table
+            changed = grouped(self._changed_rows(book))
+            self.command(
+                f"INSERT INTO {table} SELECT cityHash64(key) AS h, * FROM ({changed})",
+                self.params(**params),
+            )
+            book.corrected.append(name)
+            self._compact_ranking(kept, sums)
+        else:
+            table = quote_ident(f"{book.home}_{name}")
+            self.command(f"DROP TABLE IF EXISTS {table} SYNC")
+            self.command(
+                f"CREATE TABLE {table} ENGINE = Memory AS "
+                f"SELECT cityHash64(key) AS h, * FROM ({grouped(self.live)})",
+                self.params(**params),
+            )
+            rows = int(self.rows(f"SELECT count() FROM {table}")[0][0])
+            book.ranks[name] = tally_ledger.Ranking(sig, table, rows)
+            book.recounted.append(name)
+        totals = "".join(f", sum({column}) AS {column}_" for column in sums)
+        # The smallest count that makes the list: only keys with at least that many need
+        # their names (keys sharing a 64-bit hash would be counted as one).
+        return self.rows(
+            f"""SELECT key_ AS key, n_ AS n{"".join(f", {c}_ AS {c}" for c in sums)} FROM (
+                SELECT any(key) AS key_, sum(n) AS n_{totals} FROM {table} GROUP BY h
+                HAVING n_ > 0 AND n_ >= (
+                    SELECT min(n_) FROM (
+                        SELECT sum(n) AS n_ FROM {table} GROUP BY h HAVING n_ > 0
+                        ORDER BY n_ DESC LIMIT {{limit:UInt32}}
+                    )
+                )
+            )
+            {order}""",
+            **params,
+            limit=limit,
+        )
+
+    def _compact_ranking(self, kept: tally_ledger.Ranking, sums: list[str]) -> None:
+        """Once a ranked view's table has grown by its recorded size, sum it up again."""
+        rows = int(self.rows(f"SELECT count() FROM {kept.table}")[0][0])
+        if rows <= 2 * kept.recorded_rows:
+            return
+        fresh = quote_ident(kept.table.strip("`") + "new")
+        totals = "".join(f", sum({column}) AS {column}" for column in sums)
+        self.command(f"DROP TABLE IF EXISTS {fresh} SYNC")
+        self.command(
+            f"""CREATE TABLE {fresh} ENGINE = Memory AS
+            SELECT h, any(key) AS key, sum(n) AS n{totals} FROM {kept.table} GROUP BY h
+            HAVING sum(n) != 0{"".join(f" OR sum({c}) != 0" for c in sums)}"""
+        )
+        self.command(f"EXCHANGE TABLES {fresh} AND {kept.table}")
+        self.command(f"DROP TABLE {fresh} SYNC")
+        kept.recorded_rows = int(self.rows(f"SELECT count() FROM {kept.table}")[0][0])
+
     def _changed_rows(self, book: Ledger, *, flags: bool = True) -> str:
         """This build's changed rows, signed, as views read them (``ledger.signed_rows``):
         kept in a table made once, so that each view reads a few hundred thousand rows

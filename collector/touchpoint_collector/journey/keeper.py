@@ -225,6 +225,8 @@ class MapKeeper:
             kept = self.kept
             for table in (kept.table, kept.dead, kept.seen, kept.killed):
                 self.store.command(f"DROP TABLE IF EXISTS {quote_ident(table)} SYNC")
+        for ranking in self.ledger.ranks.values():
+            self.store.command(f"DROP TABLE IF EXISTS {ranking.table} SYNC")
         self.kept = None
         self.ledger = Ledger()
 
@@ -303,7 +305,7 @@ class MapKeeper:
             "(id String, message_id String, arrived DateTime64(6, 'UTC')) ENGINE = Memory"
         )
         self._new_dead_set(self.kept)
-        self.ledger = Ledger()  # a full build records every view again
+        self.ledger = Ledger(home=ctx.table.removesuffix("_persons"))  # records every view
 
     def _new_dead_set(self, kept: Kept) -> None:
         self.store.command(f"DROP TABLE IF EXISTS {quote_ident(kept.dead)} SYNC")

@@ -65,6 +65,16 @@ class Recorded:
 
 
 @dataclass
+class Ranking:
+    """A ranked view's kept counts: a table of (key hash, key, count, sums) rows, one per
+    key as recorded and one more per key and change since."""
+
+    signature: tuple[Any, ...]
+    table: str
+    recorded_rows: int
+
+
+@dataclass
 class Ledger:
     """Every tallied view's figures as of a kept map's previous build."""
 
@@ -80,6 +90,10 @@ class Ledger:
     """... and whether the rows whose ended flags moved are in it yet."""
     spreads: dict[str, Spread] = field(default_factory=dict)
     """Every kept quantile view's values."""
+    home: str = ""
+    """The kept map's table prefix: ranked views keep their counts in tables named by it."""
+    ranks: dict[str, Ranking] = field(default_factory=dict)
+    """Every ranked view's table (see ``BuildContext.ranked``)."""
     corrected: list[str] = field(default_factory=list)
     """The views this build counted over the change only, and those it counted again
     over every live row (for logs, tests and the benchmark)."""
@@ -131,10 +145,11 @@ def moved_sql(
     (a0, e0), (a1, e1) = before, now
     live = f"rid NOT IN {dead}" if dead else "1"
     return (
-        f"SELECT * EXCEPT (flip), toInt8(flip) AS sign "
-        f"FROM {table} ARRAY JOIN [-1, 1] AS flip "
+        f"SELECT * EXCEPT (flip), toInt8(flip) AS sign FROM ("
+        f"SELECT * FROM {table} "
         f"WHERE rid < {int(change.born_from)} AND {live} AND arrayExists("
         f"x -> ({int(a0)} - x > {int(e0)}) != ({int(a1)} - x > {int(e1)}), jlast)"
+        f") ARRAY JOIN [-1, 1] AS flip"
     )
 
 
@@ -255,10 +270,12 @@ def _unhashable(value: Any) -> Any:
 # -- exact quantiles -------------------------------------------------------------------------
 
 WINDOW_MIN = 500
-WINDOW_SHARE = 100
+WINDOW_SHARE = 25
 """A kept quantile holds, per key and level, the sorted values around its rank: at least
 :data:`WINDOW_MIN` and 1/:data:`WINDOW_SHARE` of the key's values on each side. A change
-moves the rank by about its own share of the values, so the window outlives many."""
+moves the rank by at most its own share of the key's values, usually much less (as many
+leave below it as enter): new events for 10% of the persons moved the median time in a
+stage by 2% of its values at 10M events."""
 
 
 @dataclass

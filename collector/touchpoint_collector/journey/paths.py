@@ -7,40 +7,35 @@ from touchpoint_collector.journey.model import PathVariant
 
 ELLIPSIS = "…"
 
-
 # A variant is a list of touchpoint codes (0 stands for the ellipsis); ties are broken on
-# its names joined with " > ", as the spec says.
-def _names(v: str) -> str:
-    return f"arrayStringConcat(arrayMap(c -> if(c = 0, '…', {{{{tp_names:Array(String)}}}}[c]), {v}), ' > ')"
+# its names joined with " > ", as the spec says (``BuildContext.ranked``).
+NAMES = "arrayStringConcat(arrayMap(c -> if(c = 0, '…', {tp_names:Array(String)}[c]), key), ' > ')"
 
-
-VARIANTS_SQL = f"""
-SELECT variant, count() AS journeys, countIf(has(goals, 1)) AS goal_journeys
+VARIANTS_SQL = """
+SELECT variant AS key, sum(sign) AS n, sumIf(sign, has(goals, 1)) AS goal_journeys
 FROM (
     SELECT arraySlice(tp, f, l) AS steps, arraySlice(g, f, l) AS goals,
-           if(l > {{{{max_steps:UInt32}}}},
-              arrayPushBack(arraySlice(steps, 1, {{{{max_steps:UInt32}}}}), toUInt16(0)),
-              steps) AS variant
-    FROM {{persons}}
+           if(l > {{max_steps:UInt32}},
+              arrayPushBack(arraySlice(steps, 1, {{max_steps:UInt32}}), toUInt16(0)),
+              steps) AS variant,
+           sign
+    FROM {persons}
     ARRAY JOIN jf AS f, jl AS l
 )
 GROUP BY variant
-ORDER BY journeys DESC, {_names("variant")} ASC
-LIMIT {{{{limit:UInt32}}}}
 """
 
-TO_GOAL_SQL = f"""
-SELECT prefix, count() AS journeys
+TO_GOAL_SQL = """
+SELECT prefix AS key, sum(sign) AS n
 FROM (
     SELECT arrayFirstIndex(x -> x = 1, arraySlice(g, f, l)) AS first_goal,
-           arraySlice(tp, f, first_goal) AS prefix
-    FROM {{persons}}
+           arraySlice(tp, f, first_goal) AS prefix,
+           sign
+    FROM {persons}
     ARRAY JOIN jf AS f, jl AS l
 )
 WHERE first_goal > 0
 GROUP BY prefix
-ORDER BY journeys DESC, {_names("prefix")} ASC
-LIMIT 1
 """
 
 
@@ -56,13 +51,16 @@ def compute(ctx: BuildContext, journeys_total: int) -> tuple[list[PathVariant], 
             goal_journeys=int(goal),
             goal_rate=goal / journeys,
         )
-        for variant, journeys, goal in ctx.rows(
-            VARIANTS_SQL.format(persons=ctx.persons),
+        for variant, journeys, goal in ctx.ranked(
+            "variants",
+            lambda rows: VARIANTS_SQL.format(persons=rows),
+            ["goal_journeys"],
+            NAMES,
+            ctx.settings.path_limit,
             max_steps=ctx.settings.max_path_steps,
-            limit=ctx.settings.path_limit,
         )
     ]
-    best = ctx.rows(TO_GOAL_SQL.format(persons=ctx.persons))
+    best = ctx.ranked("prefixes", lambda rows: TO_GOAL_SQL.format(persons=rows), [], NAMES, 1)
     to_goal = None
     if best:
         prefix, journeys = best[0]

@@ -269,6 +269,29 @@ def test_a_derived_end_after_threshold_is_kept_too(store: Store, kept: MapKeeper
     keeper.forget()
 
 
+def test_path_counts_are_kept_in_a_table_summed_up_as_it_grows(
+    store: Store, kept: MapKeeper
+) -> None:
+    """Every journey of u1, u2 and u3 changes variant: the table gets a row less and a
+    row more for each, past twice its recorded size, and is summed up again."""
+    ranking = kept.ledger.ranks["variants"]
+    assert ranking.recorded_rows == 3  # visit > product, visit, signup
+    write_log(
+        store,
+        [
+            track("u1", "site_visit", 2 * DAY, "m7"),
+            track("u2", "newsletter_signup", DAY, "m8"),
+            track("u3", "site_visit", DAY, "m9"),
+        ],
+    )
+    built = kept.build(as_of=AS_OF)
+    assert kept.last is not None and "variants" in kept.last.views_corrected
+    stored = store.query(f"SELECT count() FROM {ranking.table}").result_rows[0][0]
+    assert stored == ranking.recorded_rows == 4  # a1's visit > product, and three new
+    assert sorted(p.journeys for p in built.paths) == [1, 1, 1, 1]
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+
+
 def test_example_persons_follow_an_identity_merge(store: Store, kept: MapKeeper) -> None:
     """A looping anonymous device is the example; once identified, its user is instead."""
     write_log(
