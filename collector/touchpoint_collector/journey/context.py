@@ -290,18 +290,18 @@ class BuildContext:
             book.ranks[name] = tally_ledger.Ranking(sig, table, rows)
             book.recounted.append(name)
         totals = "".join(f", sum({column}) AS {column}_" for column in sums)
-        # The smallest count that makes the list: only keys with at least that many need
-        # their names (keys sharing a 64-bit hash would be counted as one).
+        # Only keys with at least the list's smallest count can make it, and only those
+        # need their key read and named (keys sharing a 64-bit hash would count as one).
+        counts = f"SELECT h, sum(n) AS n_{totals} FROM {table} GROUP BY h HAVING n_ > 0"
+        candidates = f"""SELECT * FROM ({counts}) WHERE n_ >= (
+            SELECT min(n_) FROM ({counts} ORDER BY n_ DESC LIMIT {{limit:UInt32}}))"""
         return self.rows(
-            f"""SELECT key_ AS key, n_ AS n{"".join(f", {c}_ AS {c}" for c in sums)} FROM (
-                SELECT any(key) AS key_, sum(n) AS n_{totals} FROM {table} GROUP BY h
-                HAVING n_ > 0 AND n_ >= (
-                    SELECT min(n_) FROM (
-                        SELECT sum(n) AS n_ FROM {table} GROUP BY h HAVING n_ > 0
-                        ORDER BY n_ DESC LIMIT {{limit:UInt32}}
-                    )
-                )
-            )
+            f"""SELECT key_ AS key, n_ AS n{"".join(f", {c}_ AS {c}" for c in sums)}
+            FROM ({candidates}) AS c
+            JOIN (
+                SELECT h, any(key) AS key_ FROM {table}
+                WHERE h IN (SELECT h FROM ({candidates})) GROUP BY h
+            ) AS k ON k.h = c.h
             {order}""",
             **params,
             limit=limit,
