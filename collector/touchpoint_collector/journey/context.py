@@ -233,8 +233,23 @@ class BuildContext:
         if book.change is not None and kept is not None and kept.signature == sig:
             changed = self._changed_rows(book, flags=flags)
             rows = self.rows(changes_sql(values(changed), keys), **params)
-            if tally_ledger.merge_spread(kept, rows, len(keys), levels):
+            lost = tally_ledger.merge_spread(kept, rows, len(keys), levels)
+            if not lost:
                 book.corrected.append(name)
+                return tally_ledger.quantiles_of(kept, levels)
+            if len(keys) == 1 and all(isinstance(key, int) for (key,) in lost):
+                # Count only those keys again: the values are still read from every row,
+                # but only theirs are sorted and sent.
+                listed = ", ".join(str(int(key)) for (key,) in lost)
+                again = f"SELECT * FROM ({{}}) WHERE {keys[0]} IN ({listed})"
+                rows = self.rows(
+                    quantiles_sql(again.format(values(self.live)), keys, levels, windows=True),
+                    **params,
+                )
+                fresh = tally_ledger.record_spread(sig, rows, len(keys))
+                kept.counts.update(fresh.counts)
+                kept.windows.update(fresh.windows)
+                book.recounted.append(f"{name} ({len(lost)} of {len(kept.counts)} keys)")
                 return tally_ledger.quantiles_of(kept, levels)
         rows = self.rows(quantiles_sql(values(self.live), keys, levels, windows=True), **params)
         kept = tally_ledger.record_spread(sig, rows, len(keys))

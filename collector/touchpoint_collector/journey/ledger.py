@@ -27,6 +27,7 @@ Medians, percentiles and top lists are not kept here: those views read every liv
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -270,12 +271,11 @@ def _unhashable(value: Any) -> Any:
 # -- exact quantiles -------------------------------------------------------------------------
 
 WINDOW_MIN = 500
-WINDOW_SHARE = 25
+WINDOW_SHARE = 50
 """A kept quantile holds, per key and level, the sorted values around its rank: at least
 :data:`WINDOW_MIN` and 1/:data:`WINDOW_SHARE` of the key's values on each side. A change
 moves the rank by at most its own share of the key's values, usually much less (as many
-leave below it as enter): new events for 10% of the persons moved the median time in a
-stage by 2% of its values at 10M events."""
+leave below it as enter); a key whose window it leaves is counted again, alone."""
 
 
 @dataclass
@@ -340,32 +340,35 @@ def record_spread(sig: tuple[Any, ...], rows: Sequence[tuple[Any, ...]], keys: i
 
 def merge_spread(
     spread: Spread, rows: Sequence[tuple[Any, ...]], keys: int, levels: Sequence[float]
-) -> bool:
-    """Apply the change's (key, value, count change) `rows`; False when a window cannot
-    tell a quantile any more (the view is counted again)."""
+) -> set[tuple[Any, ...]]:
+    """Apply the change's (key, value, count change) `rows`; the keys whose windows can no
+    longer tell their quantiles (to be counted again), which it leaves out."""
     changes: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
     for row in rows:
         key = tuple(_hashable(v) for v in row[:keys])
         changes.setdefault(key, []).append((int(row[keys]), int(row[keys + 1])))
+    lost: set[tuple[Any, ...]] = set()
     for key, found in changes.items():
         before = spread.counts.get(key, 0)
         n = before + sum(c for _, c in found)
-        if n < 0:
-            return False
-        if n == 0:
-            spread.counts.pop(key, None)
-            spread.windows.pop(key, None)
+        spread.counts.pop(key, None)
+        windows = spread.windows.pop(key, None) or [Window(0, []) for _ in levels]
+        if n <= 0:
+            if n < 0:
+                lost.add(key)
             continue
-        windows = spread.windows.get(key) or [Window(0, []) for _ in levels]
         for level, window in zip(levels, windows, strict=True):
             if not _shift(window, before, found):
-                return False
+                break
             at = rank(level, n) - window.lo
             if not 0 <= at < len(window.values):
-                return False
+                break
             _trim(window, at, n)
-        spread.counts[key], spread.windows[key] = n, windows
-    return True
+        else:
+            spread.counts[key], spread.windows[key] = n, windows
+            continue
+        lost.add(key)
+    return lost
 
 
 def quantiles_of(
@@ -405,16 +408,12 @@ def _shift(window: Window, before: int, found: list[tuple[int, int]]) -> bool:
                 leaving[value] = leaving.get(value, 0) - count
     if window.lo < 0:
         return False
-    if leaving:
-        kept = []
-        for value in values:
-            if leaving.get(value, 0) > 0:
-                leaving[value] -= 1
-            else:
-                kept.append(value)
-        if any(leaving.values()):
-            return False  # a removed value the window should have held: inconsistent
-        values = kept
+    for value, count in leaving.items():  # few: only the values within the window
+        for _ in range(count):
+            at = bisect.bisect_left(values, value)
+            if at == len(values) or values[at] != value:
+                return False  # a value the window should hold is not there: inconsistent
+            del values[at]
     window.values = sorted(values + entering) if entering else values
     return True
 

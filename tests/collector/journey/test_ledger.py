@@ -120,8 +120,8 @@ def test_quantile_windows_give_the_exact_quantiles(
     start: dict[int, list[int]], changes: list[list[tuple[int, int, int]]], side: int
 ) -> None:
     """Values leave and enter below, inside and above each window (ties included): the
-    quantiles read from the windows equal those of all the values, or the merge says it
-    cannot tell and the view is recorded again."""
+    quantiles read from the windows equal those of all the values, or the merge names the
+    keys it cannot tell any more, which are counted again."""
     levels = (0.5, 0.9)
     values = {key: list(found) for key, found in start.items() if found}
     spread = windows_of(values, levels, side)
@@ -141,8 +141,11 @@ def test_quantile_windows_give_the_exact_quantiles(
             mock.patch.object(ledger, "WINDOW_MIN", side),
             mock.patch.object(ledger, "WINDOW_SHARE", 1000),
         ):
-            if not merge_spread(spread, rows, 1, levels):
-                spread = windows_of(values, levels, side)
+            lost = merge_spread(spread, rows, 1, levels)
+        # The keys it lost are counted again, alone.
+        fresh = windows_of({key: values[key] for (key,) in lost if key in values}, levels, side)
+        spread.counts.update(fresh.counts)
+        spread.windows.update(fresh.windows)
         assert quantiles_of(spread, levels) == {
             (key,): (len(found), [exact(found, level) for level in levels])
             for key, found in values.items()
@@ -158,7 +161,7 @@ def test_a_small_change_moves_the_window_without_recounting() -> None:
     spread = windows_of(values, (0.5,), 5)
     # Two values below the median, one inside its window, one above; one leaves.
     rows = [(1, 3, 1), (1, 7, 1), (1, 501, 1), (1, 990, 1), (1, 20, -1)]
-    assert merge_spread(spread, rows, 1, (0.5,))
+    assert merge_spread(spread, rows, 1, (0.5,)) == set()
     after = [*range(0, 1000, 10), 3, 7, 501, 990]
     after.remove(20)
     assert quantiles_of(spread, (0.5,)) == {(1,): (len(after), [exact(after, 0.5)])}
@@ -170,6 +173,6 @@ def test_a_window_s_end_values_leave_it() -> None:
     spread = windows_of({1: values}, (0.5,), 2)
     ((window,),) = spread.windows.values()
     assert (window.lo, window.values) == (48, [48, 49, 50, 51, 52])
-    assert merge_spread(spread, [(1, 52, -1), (1, 48, -1)], 1, (0.5,))
+    assert merge_spread(spread, [(1, 52, -1), (1, 48, -1)], 1, (0.5,)) == set()
     assert (window.lo, window.values) == (48, [49, 50, 51])
     assert quantiles_of(spread, (0.5,)) == {(1,): (98, [50])}
