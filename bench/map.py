@@ -168,6 +168,7 @@ def worker(size: int, out_path: str) -> None:
             assert last is not None and last.mode == "incremental"
             result[f"{key}_persons_recomputed"] = last.persons_recomputed
             result[f"{key}_persons_appended"] = last.persons_appended
+            result[f"{key}_views_recounted"] = last.views_recounted
             result[f"{key}_timings"] = [
                 [label, round(seconds, 3)]
                 for label, seconds in sorted(last.timings, key=lambda t: -t[1])[:12]

@@ -127,6 +127,7 @@ class MapService:
             mode=last.mode if last else None,
             persons_recomputed=last.persons_recomputed if last else None,
             persons_appended=last.persons_appended if last else None,
+            views_recounted=last.views_recounted if last else None,
             reason=last.reason if last else None,
         )
         return built
