@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from touchpoint_collector.journey.context import BuildContext
+from touchpoint_collector.journey.counting import tally
 from touchpoint_collector.journey.model import Coverage
 
 
 def compute(ctx: BuildContext) -> Coverage:
-    (persons, events, converted, journeys, stitched, ended) = ctx.tally(
+    (persons, events, converted, journeys, stitched, ended) = tally(
+        ctx,
         "coverage",
         lambda rows: (
             f"""SELECT sum(sign), sum(sign * arraySum(rep)), sumIf(sign, has(g, 1)),

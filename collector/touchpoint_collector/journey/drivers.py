@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from touchpoint_collector.journey.context import BuildContext
+from touchpoint_collector.journey.counting import tally
 from touchpoint_collector.journey.model import Driver
 
 # Per person: converted or not, and the touchpoints they had before their first goal step
@@ -30,8 +31,8 @@ def compute(
     ctx: BuildContext, flagged: set[str], persons: int, converted_total: int
 ) -> list[Driver]:
     drivers = []
-    for code, _, a, b in ctx.tally(
-        "drivers", lambda rows: DRIVERS_SQL.format(persons=rows), keys=1
+    for code, _, a, b in tally(
+        ctx, "drivers", lambda rows: DRIVERS_SQL.format(persons=rows), keys=1
     ):
         touchpoint = ctx.name(code)
         c = converted_total - a

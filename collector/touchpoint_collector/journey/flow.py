@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from touchpoint_collector.journey.context import BuildContext
+from touchpoint_collector.journey.counting import quantiles, tally
 from touchpoint_collector.journey.model import Edge, Node
 from touchpoint_collector.journey.steps import STAGE_NAMES
 
@@ -87,7 +88,7 @@ ARRAY JOIN pairs AS pair, pair_ms AS ms, goal_after AS goal, arrayEnumerateUniq(
 GROUP BY pair
 """
 
-# The timed transitions, for their median and p90 (``BuildContext.quantiles``).
+# The timed transitions, for their median and p90 (``counting.quantiles``).
 EDGE_TIMES_SQL = """
 SELECT pair, ms AS v, sign
 FROM ({walk})
@@ -149,8 +150,8 @@ def touchpoint_stats(ctx: BuildContext) -> list[tuple[int, int, int, int]]:
     """(touchpoint code, stage index, steps, persons) for every touchpoint and stage."""
     return [
         (int(t), int(s), int(n), int(p))
-        for t, s, n, p in ctx.tally(
-            "touchpoints", lambda rows: TOUCHPOINT_STATS_SQL.format(persons=rows), keys=2
+        for t, s, n, p in tally(
+            ctx, "touchpoints", lambda rows: TOUCHPOINT_STATS_SQL.format(persons=rows), keys=2
         )
     ]
 
@@ -159,8 +160,8 @@ def cross_cutting(ctx: BuildContext, seen: int) -> set[str]:
     """Touchpoints flagged in the taxonomy, or adjacent to most of the other touchpoints."""
     flagged = set(ctx.settings.cross_cutting)
     near: dict[int, set[int]] = {}
-    for pair, _ in ctx.tally(
-        "neighbours", lambda rows: NEIGHBOURS_SQL.format(persons=rows), keys=1
+    for pair, _ in tally(
+        ctx, "neighbours", lambda rows: NEIGHBOURS_SQL.format(persons=rows), keys=1
     ):
         a, b = divmod(int(pair), 65536)
         near.setdefault(a, set()).add(b)
@@ -181,8 +182,8 @@ def compute(ctx: BuildContext, persons_total: int) -> tuple[list[Node], list[Edg
     params: dict[str, Any] = dict(buckets.params())
     node_id = buckets.node_ids
     nodes = []
-    for code, steps, persons, events, repeaters in ctx.tally(
-        "nodes", lambda rows: NODES_SQL.format(walk=walk(rows)), keys=1, **params
+    for code, steps, persons, events, repeaters in tally(
+        ctx, "nodes", lambda rows: NODES_SQL.format(walk=walk(rows)), keys=1, **params
     ):
         node = node_id[code - 1]
         if node in TERMINAL_KIND:
@@ -214,7 +215,8 @@ def compute(ctx: BuildContext, persons_total: int) -> tuple[list[Node], list[Edg
     out_total: dict[str, int] = {}
     times = {
         int(pair): median_p90
-        for (pair,), (_, median_p90) in ctx.quantiles(
+        for (pair,), (_, median_p90) in quantiles(
+            ctx,
             "edge_times",
             lambda rows: EDGE_TIMES_SQL.format(walk=walk(rows)),
             ["pair"],
@@ -224,8 +226,8 @@ def compute(ctx: BuildContext, persons_total: int) -> tuple[list[Node], list[Edg
     }
     raw_edges = [
         (node_id[pair // 65536 - 1], node_id[pair % 65536 - 1], *rest, times.get(pair, (0, 0)))
-        for pair, *rest in ctx.tally(
-            "edges", lambda rows: EDGES_SQL.format(walk=walk(rows)), keys=1, **params
+        for pair, *rest in tally(
+            ctx, "edges", lambda rows: EDGES_SQL.format(walk=walk(rows)), keys=1, **params
         )
     ]
     for src, _dst, transitions, *_ in raw_edges:

@@ -4,6 +4,7 @@ and backward moves (journeys are not linear)."""
 from __future__ import annotations
 
 from touchpoint_collector.journey.context import BuildContext
+from touchpoint_collector.journey.counting import quantiles, tally
 from touchpoint_collector.journey.model import BackwardMove, StageRow
 from touchpoint_collector.journey.steps import STAGE_NAMES
 
@@ -29,7 +30,7 @@ FROM (
 )
 """
 
-# Those times, by stage index, for their median and p90 (``BuildContext.quantiles``).
+# Those times, by stage index, for their median and p90 (``counting.quantiles``).
 TIMES_SQL = """
 SELECT stage - 1 AS stage, ms AS v, sign
 FROM {persons}
@@ -59,11 +60,11 @@ GROUP BY move
 
 
 def compute(ctx: BuildContext) -> tuple[list[StageRow], list[BackwardMove]]:
-    per_stage = ctx.tally(
-        "funnel", lambda rows: FUNNEL_SQL.format(persons=rows, ended=ctx.ended), keys=0
+    per_stage = tally(
+        ctx, "funnel", lambda rows: FUNNEL_SQL.format(persons=rows, ended=ctx.ended), keys=0
     )[0][1:]
-    times = ctx.quantiles(
-        "funnel_times", lambda rows: TIMES_SQL.format(persons=rows), ["stage"], (0.5, 0.9)
+    times = quantiles(
+        ctx, "funnel_times", lambda rows: TIMES_SQL.format(persons=rows), ["stage"], (0.5, 0.9)
     )
     stages = []
     for idx, stage in enumerate(STAGE_NAMES):
@@ -92,8 +93,8 @@ def compute(ctx: BuildContext) -> tuple[list[StageRow], list[BackwardMove]]:
             transitions=int(n),
             persons=int(p),
         )
-        for f, t, n, p in ctx.tally(
-            "backward", lambda rows: BACKWARD_SQL.format(persons=rows), keys=2
+        for f, t, n, p in tally(
+            ctx, "backward", lambda rows: BACKWARD_SQL.format(persons=rows), keys=2
         )
     ]
     return stages, moves

@@ -4,6 +4,7 @@ stage, feelings, pain points and opportunities down each column."""
 from __future__ import annotations
 
 from touchpoint_collector.journey.context import BuildContext
+from touchpoint_collector.journey.counting import quantiles, tally
 from touchpoint_collector.journey.model import (
     ChannelShare,
     Driver,
@@ -70,20 +71,21 @@ def compute(
     drivers: list[Driver],
 ) -> list[GridColumn]:
     channels: dict[str, list[tuple[str, int]]] = {}
-    for stage_idx, channel, steps in ctx.tally(
-        "channels", lambda rows: CHANNELS_SQL.format(persons=rows), keys=2
+    for stage_idx, channel, steps in tally(
+        ctx, "channels", lambda rows: CHANNELS_SQL.format(persons=rows), keys=2
     ):
         stage = STAGE_NAMES[stage_idx]
         channels.setdefault(stage, []).append((ctx.channels[channel - 1], int(steps)))
     dwell = {
         STAGE_NAMES[s]: median
-        for (s,), (_, (median,)) in ctx.quantiles(
-            "dwell", lambda rows: TIME_IN_STAGE_SQL.format(persons=rows), ["s"], (0.5,)
+        for (s,), (_, (median,)) in quantiles(
+            ctx, "dwell", lambda rows: TIME_IN_STAGE_SQL.format(persons=rows), ["s"], (0.5,)
         ).items()
     }
     feelings = {
         STAGE_NAMES[stage_idx]: (float(score_sum) / scores if scores else None, scores, negative)
-        for stage_idx, _, score_sum, scores, negative in ctx.tally(
+        for stage_idx, _, score_sum, scores, negative in tally(
+            ctx,
             "feelings",
             lambda rows: FEELINGS_SQL.format(persons=rows),
             keys=1,

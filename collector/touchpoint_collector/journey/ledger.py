@@ -94,7 +94,7 @@ class Ledger:
     home: str = ""
     """The kept map's table prefix: ranked views keep their counts in tables named by it."""
     ranks: dict[str, Ranking] = field(default_factory=dict)
-    """Every ranked view's table (see ``BuildContext.ranked``)."""
+    """Every ranked view's table (see ``counting.ranked``)."""
     corrected: list[str] = field(default_factory=list)
     """The views this build counted over the change only, and those it counted again
     over every live row (for logs, tests and the benchmark)."""

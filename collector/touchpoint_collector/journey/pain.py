@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from touchpoint_collector.journey.context import BuildContext
+from touchpoint_collector.journey.counting import quantiles, tally
 from touchpoint_collector.journey.ledger import Examples, examples_sql
 from touchpoint_collector.journey.model import PainPoint
 
@@ -49,7 +50,7 @@ FROM ({pairs})
 ARRAY JOIN pairs AS pair, arrayEnumerateUniq(pairs) AS occ
 GROUP BY pair
 """
-# ... and their times, for the median (``BuildContext.quantiles``).
+# ... and their times, for the median (``counting.quantiles``).
 SLOW_TIMES_SQL = """
 SELECT pair, ms AS v, sign
 FROM ({pairs})
@@ -110,13 +111,14 @@ def compute(
 ) -> list[PainPoint]:
     found: list[PainPoint] = []
 
-    def tally(
+    def with_examples(
         name: str, sql: str, key: str, affected: str, at: int, **params: object
     ) -> list[tuple[Any, ...]]:
         """`sql`'s rows, tallied: its `{examples}` (column `at`, right after the affected
         count) are the persons of its rows where `affected` holds."""
         picked = examples_sql(key, affected)
-        return ctx.tally(
+        return tally(
+            ctx,
             name,
             lambda rows: sql.format(persons=rows, ended=ctx.ended, examples=picked),
             keys=1,
@@ -151,14 +153,14 @@ def compute(
 
     issues = ctx.codes(ctx.settings.post_goal_touchpoints)
     low = ctx.settings.low_score_max
-    loopers, any_issue, scored_persons, low_persons = ctx.tally(
-        "baselines", lambda rows: BASELINES_SQL.format(persons=rows), keys=0, low=low
+    loopers, any_issue, scored_persons, low_persons = tally(
+        ctx, "baselines", lambda rows: BASELINES_SQL.format(persons=rows), keys=0, low=low
     )[0]
 
     # drop-off, against the drop-off of the touchpoint's stage
     rows = [
         (ctx.name(t), *rest)
-        for t, *rest in tally("dropoff", DROPOFF_SQL, "t", "has(dropped, t)", 3)
+        for t, *rest in with_examples("dropoff", DROPOFF_SQL, "t", "has(dropped, t)", 3)
     ]
     by_stage: dict[str, list[int]] = {}
     for tp, population, affected, _ in rows:
@@ -183,7 +185,8 @@ def compute(
 
     # slow steps, against the typical step of the same stage (a delivery taking days is
     # normal after a purchase; a demo taking days to schedule is not)
-    pair_medians = ctx.quantiles(
+    pair_medians = quantiles(
+        ctx,
         "slow_times",
         lambda rows: SLOW_TIMES_SQL.format(pairs=PAIRS.format(persons=rows)),
         ["pair"],
@@ -191,7 +194,7 @@ def compute(
     )
     slow = [
         (ctx.name(pair // 65536), ctx.name(pair % 65536), persons, medians[0], examples)
-        for pair, _, persons, examples in tally(
+        for pair, _, persons, examples in with_examples(
             "slow", SLOW_SQL.format(pairs=PAIRS, examples="{examples}"), "pair", "occ = 1", 3
         )
         if persons >= support
@@ -219,7 +222,9 @@ def compute(
 
     # loops and rework
     loop_baseline = loopers / persons_total if persons_total else 0.0
-    for code, population, affected, examples in tally("loop", LOOP_SQL, "t", "has(lp, t)", 3):
+    for code, population, affected, examples in with_examples(
+        "loop", LOOP_SQL, "t", "has(lp, t)", 3
+    ):
         tp = ctx.name(code)
         rate = affected / population
         if population >= support and affected and rate >= 0.2:
@@ -236,7 +241,7 @@ def compute(
     # issues soon after the goal
     if converted_total >= support and issues:
         baseline = any_issue / converted_total
-        for code, affected, examples in tally("post_goal", POST_GOAL_SQL, "t", "1", 2):
+        for code, affected, examples in with_examples("post_goal", POST_GOAL_SQL, "t", "1", 2):
             tp = ctx.name(code)
             rate = affected / converted_total
             if rate >= 0.1:
@@ -254,7 +259,7 @@ def compute(
     # low feedback scores, attributed to what they are about
     baseline = low_persons / scored_persons if scored_persons else 0.0
     low_scores = LOW_SCORE_SQL.format(scored=SCORED, examples="{examples}")
-    for code, population, affected, examples in tally(
+    for code, population, affected, examples in with_examples(
         "low_score", low_scores, "a", "is_low = 1 AND low_occ = 1", 3, low=low
     ):
         tp = ctx.name(code)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from touchpoint_collector.journey.context import BuildContext
+from touchpoint_collector.journey.counting import ranked
 from touchpoint_collector.journey.model import PathVariant
 
 ELLIPSIS = "…"
 
 # A variant is a list of touchpoint codes (0 stands for the ellipsis); ties are broken on
-# its names joined with " > ", as the spec says (``BuildContext.ranked``).
+# its names joined with " > ", as the spec says (``counting.ranked``).
 NAMES = "arrayStringConcat(arrayMap(c -> if(c = 0, '…', {tp_names:Array(String)}[c]), key), ' > ')"
 
 VARIANTS_SQL = """
@@ -51,7 +52,8 @@ def compute(ctx: BuildContext, journeys_total: int) -> tuple[list[PathVariant], 
             goal_journeys=int(goal),
             goal_rate=goal / journeys,
         )
-        for variant, journeys, goal in ctx.ranked(
+        for variant, journeys, goal in ranked(
+            ctx,
             "variants",
             lambda rows: VARIANTS_SQL.format(persons=rows),
             ["goal_journeys"],
@@ -60,7 +62,7 @@ def compute(ctx: BuildContext, journeys_total: int) -> tuple[list[PathVariant], 
             max_steps=ctx.settings.max_path_steps,
         )
     ]
-    best = ctx.ranked("prefixes", lambda rows: TO_GOAL_SQL.format(persons=rows), [], NAMES, 1)
+    best = ranked(ctx, "prefixes", lambda rows: TO_GOAL_SQL.format(persons=rows), [], NAMES, 1)
     to_goal = None
     if best:
         prefix, journeys = best[0]
