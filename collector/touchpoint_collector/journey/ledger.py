@@ -21,8 +21,12 @@ Example persons (the smallest few ids of the affected ones) are not a sum. A vie
 more candidates than it shows (:data:`CANDIDATES`), drops the replaced rows' persons and
 merges the new rows' ones; when too few are left to show, the view is counted again.
 
-Medians, percentiles and top lists are not kept here: those views read every live row
-(``docs/journey-map.md``, "Keeping a map").
+Exact medians and percentiles are not sums either: per key and level, the ledger keeps
+the sorted values around the rank (a :class:`Window`), which the change's values move;
+a key whose rank leaves its window is counted again. Path counts (a key per journey) are
+kept in ClickHouse tables instead (:class:`Ranking`). The queries are in
+``counting.py``; this module is the bookkeeping, pure Python, and
+``docs/journey-map.md`` ("The views count only the changed rows") the whole design.
 """
 
 from __future__ import annotations
