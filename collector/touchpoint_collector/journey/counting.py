@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from touchpoint_collector.journey import ledger as tally_ledger
-from touchpoint_collector.journey.ledger import Examples, Ledger, changes_sql, quantiles_sql
+from touchpoint_collector.journey.ledger import Examples, Ledger
 from touchpoint_collector.store import quote_ident
 
 if TYPE_CHECKING:
@@ -199,19 +199,99 @@ def _changed_rows(ctx: BuildContext, book: Ledger, *, flags: bool = True) -> str
     if not book.changed_rows:
         ctx.command(
             f"CREATE TABLE {table} ENGINE = Memory AS "
-            f"{tally_ledger.changed_sql(quote_ident(ctx.table), book.change)}"
+            f"{changed_sql(quote_ident(ctx.table), book.change)}"
         )
         book.changed_rows, book.moved_added = table, False
     before, now = (book.as_of_ms, book.end_after_ms), (ctx.as_of_ms, ctx.end_after_ms)
     if flags and not book.moved_added:
         dead = quote_ident(ctx.dead) if ctx.dead else ""
-        moved = tally_ledger.moved_sql(quote_ident(ctx.table), dead, book.change, before, now)
+        moved = moved_sql(quote_ident(ctx.table), dead, book.change, before, now)
         if moved:
             ctx.command(f"INSERT INTO {table} {moved}")
         book.moved_added = True
-    return tally_ledger.signed_rows(table, before, now)
+    return signed_rows(table, before, now)
 
 
 def _bounded(params: dict[str, Any], examples: Examples | None) -> dict[str, Any]:
     """`params`, with no removed persons to list (every live row has sign 1)."""
     return {**params, "ex_keys": [], "ex_bounds": []} if examples else params
+
+
+# -- the SQL they read the rows with ------------------------------------------------------
+
+
+def examples_sql(key: str, affected: str) -> str:
+    """The two example columns of a view keyed by `key` (see :class:`Examples`): the
+    smallest persons of `affected` rows added, and the removed ones that can matter."""
+    return (
+        f"groupArraySortedIf({tally_ledger.CANDIDATES})(person, ({affected}) AND sign > 0) AS examples, "
+        f"groupArrayIf(person, ({affected}) AND sign < 0 AND person <= transform(toString({key}), "
+        "{ex_keys:Array(String)}, {ex_bounds:Array(String)}, '')) AS removed"
+    )
+
+
+def changed_sql(table: str, change: tally_ledger.Change) -> str:
+    """The rows an update replaced (sign -1) and added (+1)."""
+    parts = [f"SELECT *, toInt8(1) AS sign FROM {table} WHERE rid >= {int(change.born_from)}"]
+    if change.killed:
+        parts.append(f"SELECT *, toInt8(-1) AS sign FROM {table} WHERE rid IN {change.killed}")
+    return " UNION ALL ".join(parts)
+
+
+def moved_sql(
+    table: str,
+    dead: str,
+    change: tally_ledger.Change,
+    before: tuple[int, int],
+    now: tuple[int, int],
+) -> str:
+    """The other live rows with a journey whose ended flag differs between `before` and
+    `now` ((as-of, end-after) in ms), each twice: sign -1 and +1 (``""``: none can).
+    `dead`: the replaced rows' set ("" when none)."""
+    if before == now:
+        return ""
+    (a0, e0), (a1, e1) = before, now
+    live = f"rid NOT IN {dead}" if dead else "1"
+    return (
+        f"SELECT * EXCEPT (flip), toInt8(flip) AS sign FROM ("
+        f"SELECT * FROM {table} "
+        f"WHERE rid < {int(change.born_from)} AND {live} AND arrayExists("
+        f"x -> ({int(a0)} - x > {int(e0)}) != ({int(a1)} - x > {int(e1)}), jlast)"
+        f") ARRAY JOIN [-1, 1] AS flip"
+    )
+
+
+def signed_rows(table: str, before: tuple[int, int], now: tuple[int, int]) -> str:
+    """The changed rows of `table` as views read them: rows of sign -1 count as of the
+    previous build (its ended flags' inputs), rows of +1 as of this one."""
+    (a0, e0), (a1, e1) = before, now
+    return (
+        f"(SELECT *, if(sign < 0, toInt64({int(a0)}), toInt64({int(a1)})) AS _as_of, "
+        f"if(sign < 0, toInt64({int(e0)}), toInt64({int(e1)})) AS _end_after FROM {table})"
+    )
+
+
+def quantiles_sql(values: str, keys: list[str], levels: Sequence[float], *, windows: bool) -> str:
+    """Per key of `values` (rows: the keys, ``v``), the count and either each level's exact
+    quantile or (`windows`) each level's window as (lo, sorted values)."""
+    by = ", ".join(keys)
+    group = f"GROUP BY {by}" if keys else ""
+    head = f"{by}, " if keys else ""
+    listed = ", ".join(repr(float(level)) for level in levels)
+    if not windows:
+        return f"SELECT {head}count() AS n, quantilesExact({listed})(v) FROM ({values}) {group}"
+    lo = "greatest(toInt64(toUInt64(level_ * n_)) - w_, 0)"
+    return f"""SELECT {head}n_, arrayMap(
+                level_ -> ({lo}, arraySlice(sorted_, {lo} + 1, 2 * w_ + 1)), [{listed}])
+        FROM (
+            SELECT {head}count() AS n_, arraySort(groupArray(v)) AS sorted_,
+                   greatest({tally_ledger.WINDOW_MIN}, intDiv(n_, {tally_ledger.WINDOW_SHARE})) AS w_
+            FROM ({values}) {group}
+        )"""
+
+
+def changes_sql(values: str, keys: list[str]) -> str:
+    """Per key of `values` (rows: the keys, ``v``, ``sign``), each value whose count
+    changed, and by how much."""
+    head = "".join(f"{k}, " for k in keys)
+    return f"SELECT {head}v, sum(sign) AS c FROM ({values}) GROUP BY {head}v HAVING c != 0"

@@ -116,56 +116,9 @@ class Examples:
     count: int
 
 
-def examples_sql(key: str, affected: str) -> str:
-    """The two example columns of a view keyed by `key` (see :class:`Examples`): the
-    smallest persons of `affected` rows added, and the removed ones that can matter."""
-    return (
-        f"groupArraySortedIf({CANDIDATES})(person, ({affected}) AND sign > 0) AS examples, "
-        f"groupArrayIf(person, ({affected}) AND sign < 0 AND person <= transform(toString({key}), "
-        "{ex_keys:Array(String)}, {ex_bounds:Array(String)}, '')) AS removed"
-    )
-
-
 def signature(sql: Callable[[str], str], params: dict[str, Any]) -> tuple[Any, ...]:
     kept = tuple(sorted((k, repr(v)) for k, v in params.items() if k not in MOVING_PARAMS))
     return (sql(SOURCE), kept)
-
-
-def changed_sql(table: str, change: Change) -> str:
-    """The rows an update replaced (sign -1) and added (+1)."""
-    parts = [f"SELECT *, toInt8(1) AS sign FROM {table} WHERE rid >= {int(change.born_from)}"]
-    if change.killed:
-        parts.append(f"SELECT *, toInt8(-1) AS sign FROM {table} WHERE rid IN {change.killed}")
-    return " UNION ALL ".join(parts)
-
-
-def moved_sql(
-    table: str, dead: str, change: Change, before: tuple[int, int], now: tuple[int, int]
-) -> str:
-    """The other live rows with a journey whose ended flag differs between `before` and
-    `now` ((as-of, end-after) in ms), each twice: sign -1 and +1 (``""``: none can).
-    `dead`: the replaced rows' set ("" when none)."""
-    if before == now:
-        return ""
-    (a0, e0), (a1, e1) = before, now
-    live = f"rid NOT IN {dead}" if dead else "1"
-    return (
-        f"SELECT * EXCEPT (flip), toInt8(flip) AS sign FROM ("
-        f"SELECT * FROM {table} "
-        f"WHERE rid < {int(change.born_from)} AND {live} AND arrayExists("
-        f"x -> ({int(a0)} - x > {int(e0)}) != ({int(a1)} - x > {int(e1)}), jlast)"
-        f") ARRAY JOIN [-1, 1] AS flip"
-    )
-
-
-def signed_rows(table: str, before: tuple[int, int], now: tuple[int, int]) -> str:
-    """The changed rows of `table` as views read them: rows of sign -1 count as of the
-    previous build (its ended flags' inputs), rows of +1 as of this one."""
-    (a0, e0), (a1, e1) = before, now
-    return (
-        f"(SELECT *, if(sign < 0, toInt64({int(a0)}), toInt64({int(a1)})) AS _as_of, "
-        f"if(sign < 0, toInt64({int(e0)}), toInt64({int(e1)})) AS _end_after FROM {table})"
-    )
 
 
 def record(
@@ -304,32 +257,6 @@ def rank(level: float, n: int) -> int:
     """The sorted position ClickHouse's ``quantileExact`` returns (``level * n``,
     truncated; the last for level 1)."""
     return int(level * n) if level < 1 else n - 1
-
-
-def quantiles_sql(values: str, keys: list[str], levels: Sequence[float], *, windows: bool) -> str:
-    """Per key of `values` (rows: the keys, ``v``), the count and either each level's exact
-    quantile or (`windows`) each level's window as (lo, sorted values)."""
-    by = ", ".join(keys)
-    group = f"GROUP BY {by}" if keys else ""
-    head = f"{by}, " if keys else ""
-    listed = ", ".join(repr(float(level)) for level in levels)
-    if not windows:
-        return f"SELECT {head}count() AS n, quantilesExact({listed})(v) FROM ({values}) {group}"
-    lo = "greatest(toInt64(toUInt64(level_ * n_)) - w_, 0)"
-    return f"""SELECT {head}n_, arrayMap(
-                level_ -> ({lo}, arraySlice(sorted_, {lo} + 1, 2 * w_ + 1)), [{listed}])
-        FROM (
-            SELECT {head}count() AS n_, arraySort(groupArray(v)) AS sorted_,
-                   greatest({WINDOW_MIN}, intDiv(n_, {WINDOW_SHARE})) AS w_
-            FROM ({values}) {group}
-        )"""
-
-
-def changes_sql(values: str, keys: list[str]) -> str:
-    """Per key of `values` (rows: the keys, ``v``, ``sign``), each value whose count
-    changed, and by how much."""
-    head = "".join(f"{k}, " for k in keys)
-    return f"SELECT {head}v, sum(sign) AS c FROM ({values}) GROUP BY {head}v HAVING c != 0"
 
 
 def record_spread(sig: tuple[Any, ...], rows: Sequence[tuple[Any, ...]], keys: int) -> Spread:

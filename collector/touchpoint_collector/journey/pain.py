@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from touchpoint_collector.journey.context import BuildContext
-from touchpoint_collector.journey.counting import quantiles, tally
-from touchpoint_collector.journey.ledger import Examples, examples_sql
+from touchpoint_collector.journey.counting import examples_sql, quantiles, tally
+from touchpoint_collector.journey.ledger import Examples
 from touchpoint_collector.journey.model import PainPoint
 
 KIND_ORDER = ("dropoff", "slow_step", "loop", "post_goal_issue", "low_score")
