@@ -112,13 +112,16 @@ class MapService:
                 inbox_grace=timedelta(seconds=self.config.map.inbox_lookback_seconds),
             )
         filters = self.default_filters(now)
-        built = await self.build(
-            filters, self.settings, now, self._keeper, self.previous_filters(filters)
-        )
+        # One hold of the lock from building to serving: a build queued behind this one
+        # must not replace the keeper's account of it before it is logged, nor have its
+        # newer map overwritten by this older one.
         async with self._lock:
+            built = await self._build(
+                filters, self.settings, now, self._keeper, self.previous_filters(filters)
+            )
+            last = self._keeper.last if self._keeper else None
             await asyncio.to_thread(tables.write, self._store_for_maps(), built)
-        self.latest = built
-        last = self._keeper.last if self._keeper else None
+            self.latest = built
         log.info(
             "map rebuilt",
             persons=built.coverage.persons,
@@ -132,7 +135,12 @@ class MapService:
         )
         return built
 
-    async def build(
+    async def build(self, filters: MapFilters, settings: object, now: datetime) -> JourneyMap:
+        """A map built on demand, after any build already running."""
+        async with self._lock:
+            return await self._build(filters, settings, now)
+
+    async def _build(
         self,
         filters: MapFilters,
         settings: object,
@@ -140,18 +148,18 @@ class MapService:
         keeper: MapKeeper | None = None,
         previous: MapFilters | None = None,
     ) -> JourneyMap:
-        async with self._lock:
-            return await asyncio.to_thread(
-                current_map,
-                self._store_for_maps(),
-                filters,
-                settings,  # type: ignore[arg-type]
-                taxonomy=self.taxonomy,
-                now=now,
-                keeper=keeper,
-                previous=previous,
-                inbox_grace=timedelta(seconds=self.config.map.inbox_lookback_seconds),
-            )
+        """`build` for a caller that holds the lock."""
+        return await asyncio.to_thread(
+            current_map,
+            self._store_for_maps(),
+            filters,
+            settings,  # type: ignore[arg-type]
+            taxonomy=self.taxonomy,
+            now=now,
+            keeper=keeper,
+            previous=previous,
+            inbox_grace=timedelta(seconds=self.config.map.inbox_lookback_seconds),
+        )
 
     async def for_request(self, query: Mapping[str, Sequence[str]]) -> JourneyMap:
         """The map a request asks for; the kept-current default map when it asks for nothing
