@@ -59,13 +59,14 @@ def quantiles(
     **params: Any,
 ) -> dict[tuple[Any, ...], tuple[int, list[int]]]:
     """Per key of `values` (given where to read the person rows, its rows are the
-    `keys`, ``v`` and ``sign``): how many values, and each level's exact quantile
-    (ClickHouse's ``quantileExact``). `flags`: False while the ended flags' inputs
+    `keys`, ``v`` and ``sign``, all integers): how many values, and each level's exact
+    quantile (ClickHouse's ``quantileExact``). `flags`: False while the ended flags' inputs
     are not settled (the values must not depend on them).
 
     With a kept map's ledger, from the windows of sorted values it kept around each
-    quantile, moved by the values that changed (``ledger.merge_spread``); otherwise,
-    or when a window ran out, from every live row (and recorded)."""
+    quantile, moved by the values that changed (``ledger.merge_spread``); a key whose
+    window ran out is counted again from the view's values table (``Spread.table``).
+    Otherwise from every live row, and recorded."""
     book = ctx.ledger
     if book is None:
         rows = ctx.rows(quantiles_sql(values(ctx.live), keys, levels, windows=False), **params)
@@ -80,29 +81,89 @@ def quantiles(
     if book.change is not None and kept is not None and kept.signature == sig:
         changed = _changed_rows(ctx, book, flags=flags)
         rows = ctx.rows(changes_sql(values(changed), keys), **params)
+        kept.pending.extend(rows)
         lost = tally_ledger.merge_spread(kept, rows, len(keys), levels)
+        if lost or len(kept.pending) > PENDING_MAX:
+            _store_pending(ctx, kept, keys)
         if not lost:
             book.corrected.append(name)
             return tally_ledger.quantiles_of(kept, levels)
-        if len(keys) == 1 and all(isinstance(key, int) for (key,) in lost):
-            # Count only those keys again: the values are still read from every row,
-            # but only theirs are sorted and sent.
-            listed = ", ".join(str(int(key)) for (key,) in lost)
-            again = f"SELECT * FROM ({{}}) WHERE {keys[0]} IN ({listed})"
-            rows = ctx.rows(
-                quantiles_sql(again.format(values(ctx.live)), keys, levels, windows=True),
-                **params,
-            )
-            fresh = tally_ledger.record_spread(sig, rows, len(keys))
-            kept.counts.update(fresh.counts)
-            kept.windows.update(fresh.windows)
-            book.recounted.append(f"{name} ({len(lost)} of {len(kept.counts)} keys)")
-            return tally_ledger.quantiles_of(kept, levels)
-    rows = ctx.rows(quantiles_sql(values(ctx.live), keys, levels, windows=True), **params)
+        rows = ctx.rows(quantiles_sql(_stored_values(kept, keys, lost), keys, levels, windows=True))
+        fresh = tally_ledger.record_spread(sig, rows, len(keys))
+        kept.counts.update(fresh.counts)
+        kept.windows.update(fresh.windows)
+        book.recounted.append(f"{name} ({len(lost)} of {len(kept.counts)} keys)")
+        return tally_ledger.quantiles_of(kept, levels)
+    table = f"{book.home}_{name.replace('_', '')}values"  # a working table's name
+    head = "".join(f"{k}, " for k in keys)
+    ctx.command(f"DROP TABLE IF EXISTS {quote_ident(table)} SYNC")
+    ctx.command(
+        f"CREATE TABLE {quote_ident(table)} ENGINE = {_values_engine(ctx, keys)} AS "
+        f"SELECT {head}v, toInt32(sign) AS c FROM ({values(ctx.live)})",
+        ctx.params(**params),
+    )
+    rows = ctx.rows(
+        quantiles_sql(f"SELECT {head}v FROM {quote_ident(table)}", keys, levels, windows=True)
+    )
     kept = tally_ledger.record_spread(sig, rows, len(keys))
+    kept.table = table
+    kept.stored = kept.compacted = int(ctx.rows(f"SELECT count() FROM {quote_ident(table)}")[0][0])
     book.spreads[name] = kept
     book.recounted.append(name)
     return tally_ledger.quantiles_of(kept, levels)
+
+
+PENDING_MAX = 200_000
+"""Change rows a quantile view holds in memory before writing them to its values table."""
+
+
+def _values_engine(ctx: BuildContext, keys: list[str]) -> str:
+    """The kept table's engine: in memory, or on disk for the largest maps."""
+    if ctx.engine() == "Memory":
+        return "Memory"
+    return f"MergeTree ORDER BY ({', '.join(keys)})" if keys else "MergeTree ORDER BY tuple()"
+
+
+def _store_pending(ctx: BuildContext, kept: tally_ledger.Spread, keys: list[str]) -> None:
+    """Write the pending changes to the values table; sum the table up once it has grown
+    to twice its size as of the last time."""
+    if kept.pending:
+        # Inline numbers: clickhouse-connect's column inserts would import pandas, when
+        # installed, on a process's first insert (0.4 s).
+        listed = ",".join(f"({','.join(str(int(x)) for x in row)})" for row in kept.pending)
+        ctx.command(
+            f"INSERT INTO {quote_ident(kept.table)} ({', '.join([*keys, 'v', 'c'])}) VALUES {listed}"
+        )
+        kept.stored += len(kept.pending)
+        kept.pending = []
+    if kept.stored <= 2 * kept.compacted:
+        return
+    head = "".join(f"{k}, " for k in keys)
+    table, fresh = quote_ident(kept.table), quote_ident(kept.table + "new")
+    ctx.command(f"DROP TABLE IF EXISTS {fresh} SYNC")
+    ctx.command(
+        f"CREATE TABLE {fresh} ENGINE = {_values_engine(ctx, keys)} AS "
+        f"SELECT {head}v, toInt32(n_) AS c FROM "
+        f"(SELECT {head}v, sum(c) AS n_ FROM {table} GROUP BY {head}v HAVING n_ != 0)"
+    )
+    ctx.command(f"EXCHANGE TABLES {fresh} AND {table}")
+    ctx.command(f"DROP TABLE {fresh} SYNC")
+    kept.stored = kept.compacted = int(ctx.rows(f"SELECT count() FROM {table}")[0][0])
+
+
+def _stored_values(kept: tally_ledger.Spread, keys: list[str], lost: set[tuple[Any, ...]]) -> str:
+    """The values of the keys `lost` in the values table, one row per value (``v``)."""
+    head = "".join(f"{k}, " for k in keys)
+    where = "1"
+    if len(keys) == 1:
+        where = f"{keys[0]} IN ({', '.join(str(int(key[0])) for key in sorted(lost))})"
+    elif keys:
+        listed = ", ".join(f"({', '.join(str(int(p)) for p in key)})" for key in sorted(lost))
+        where = f"({', '.join(keys)}) IN ({listed})"
+    return f"""SELECT {head}v FROM (
+        SELECT {head}v, sum(c) AS n FROM {quote_ident(kept.table)} WHERE {where}
+        GROUP BY {head}v HAVING n > 0
+    ) ARRAY JOIN range(toUInt64(n)) AS copy_"""
 
 
 def ranked(

@@ -227,6 +227,8 @@ class MapKeeper:
                 self.store.command(f"DROP TABLE IF EXISTS {quote_ident(table)} SYNC")
         for ranking in self.ledger.ranks.values():
             self.store.command(f"DROP TABLE IF EXISTS {ranking.table} SYNC")
+        for spread in self.ledger.spreads.values():
+            self.store.command(f"DROP TABLE IF EXISTS {quote_ident(spread.table)} SYNC")
         self.kept = None
         self.ledger = Ledger()
 

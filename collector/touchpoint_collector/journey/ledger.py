@@ -246,11 +246,23 @@ class Window:
 @dataclass
 class Spread:
     """A quantile view's values as of the previous build: per key, how many, and a window
-    per level."""
+    per level; and where to count a key whose window ran out again."""
 
     signature: tuple[Any, ...]
     counts: dict[tuple[Any, ...], int]
     windows: dict[tuple[Any, ...], list[Window]]
+    table: str = ""
+    """Every value as of some build, as (``g``, keys, ``v``, ``c``) rows, a value's count
+    the sum of its ``c``: made with the view's record, and given each change's counts
+    (``pending`` until a recount needs them), so that counting a key again reads only
+    that key's values instead of every live person row."""
+    pending: list[tuple[Any, ...]] = field(default_factory=list)
+    """Changes' (keys, value, count change) rows not written to `table` yet: most builds
+    recount nothing, and writing them costs a statement."""
+    stored: int = 0
+    """Rows in `table`..."""
+    compacted: int = 0
+    """... and after it was last summed up."""
 
 
 def rank(level: float, n: int) -> int:

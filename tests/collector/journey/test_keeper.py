@@ -292,6 +292,59 @@ def test_path_counts_are_kept_in_a_table_summed_up_as_it_grows(
     assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
 
 
+def test_a_quantile_whose_window_ran_out_is_counted_again_from_its_values_table(
+    store: Store,
+) -> None:
+    """Windows of one value a side around the median of 20 one-hour transitions: 20 more
+    of about five days, then 20 of about ten, move the median out of them, and the edge
+    is counted again from its values table alone. The changes written to the table grow
+    it past twice its size, and it is summed up."""
+    clear(store)
+    hour = DAY // 24
+
+    def visits(first: int, gap: int, batch: str) -> list[LogEvent]:
+        """Persons `first` to `first + 19`: a visit, then a product view `gap` (plus the
+        person's number in ms) later."""
+        return [
+            event
+            for n in range(first, first + 20)
+            for event in (
+                track(f"u{n}", "site_visit", 0, f"{batch}{n}a"),
+                track(f"u{n}", "product_viewed", gap + (n if gap > hour else 0), f"{batch}{n}b"),
+            )
+        ]
+
+    with (
+        mock.patch.object(ledger, "WINDOW_MIN", 1),
+        mock.patch.object(ledger, "WINDOW_SHARE", 10**6),
+    ):
+        write_log(store, visits(0, hour, "x"))
+        keeper = MapKeeper(store, SETTINGS, inbox_grace=GRACE, full_above_share=ALWAYS_UPDATE)
+        keeper.build(as_of=AS_OF)
+        spread = keeper.ledger.spreads["edge_times"]
+        assert spread.compacted == spread.stored == 20  # one row per timed transition
+        for batch, first, gap, median_ms in (
+            ("y", 20, 5 * DAY, 5 * DAY + 20),
+            ("z", 40, 10 * DAY, 5 * DAY + 30),
+        ):
+            write_log(store, visits(first, gap, batch))
+            time.sleep(PAST_GRACE)  # so that the next build re-reads none of this batch
+            built = keeper.build(as_of=AS_OF)
+            assert keeper.last is not None and keeper.last.persons_appended == 20
+            assert "edge_times (1 of 1 keys)" in keeper.last.views_recounted
+            assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+            (edge,) = [e for e in built.edges if e.source == "site_visit"]
+            assert edge.median_seconds == median_ms / 1000
+        # 20 + 20 rows, then 60 > 2 x 20: summed up, the one-hour values into one row.
+        assert (spread.stored, spread.compacted, spread.pending) == (41, 41, [])
+        table = store.query(
+            f"SELECT v, c FROM `{spread.table}` ORDER BY v", settings={"final": 0}
+        ).result_rows
+        assert table[0] == (hour, 20) and {c for _, c in table[1:]} == {1}
+        keeper.forget()
+        assert not store.query(f"EXISTS TABLE `{spread.table}`").result_rows[0][0]
+
+
 def test_example_persons_follow_an_identity_merge(store: Store, kept: MapKeeper) -> None:
     """A looping anonymous device is the example; once identified, its user is instead."""
     write_log(
