@@ -54,7 +54,8 @@ INBOX_GRACE: Final = timedelta(seconds=60)
 """Inbox rows are stamped (``arrived``) when their insert writes them, and ClickHouse does
 not order their visibility against the events of the same insert: either may be seen
 first. So each rebuild reads the inbox from this long before the previous one started,
-and rows read twice only recompute a few persons twice. It also absorbs clock skew
+skipping the rows whose events the previous one put in their rows (``Kept.seen``); the
+others only recompute a few persons twice. It also absorbs clock skew
 between the nodes of a cluster (each shard stamps its own rows), which must stay well
 under it."""
 FULL_EVERY_SECONDS: Final = 3 * 3600.0
@@ -106,9 +107,10 @@ class Kept:
 
     @property
     def seen(self) -> str:
-        """The table of the inbox rows the previous build appended (id, message_id,
-        arrived): the next one reads the inbox from before it started again, and must
-        not append those twice."""
+        """The table of the inbox rows whose events the previous build put in their
+        persons' rows (id, message_id, arrived): the next one reads the inbox from before
+        it started again (``INBOX_GRACE``), and must not append those twice, nor
+        recompute their persons again for them."""
         return self.table.removesuffix("_persons") + "_seen"
 
 
@@ -346,8 +348,8 @@ class MapKeeper:
                 return None
             if recomputed or appended:
                 self._replace(ctx, kept, temp, recomputed, appended)
-            if appending:
-                self._remember_appended(ctx, kept, temp)
+            if appending and (recomputed or appended):
+                self._remember_read(ctx, kept, temp)
         finally:
             for table in temp.values():
                 self.store.command(f"DROP TABLE IF EXISTS {table} SYNC")
@@ -555,9 +557,15 @@ class MapKeeper:
                 ctx.command(f"DELETE FROM {table} WHERE {dead}")
             self._new_dead_set(kept)
 
-    def _remember_appended(self, ctx: BuildContext, kept: Kept, temp: dict[str, str]) -> None:
-        """Add the inbox rows just appended to those the next build must skip, and forget
-        the ones it will not read again (older than its look-back)."""
+    def _remember_read(self, ctx: BuildContext, kept: Kept, temp: dict[str, str]) -> None:
+        """Add the inbox rows whose events are in the new rows to those the next build
+        skips, and forget the ones it will not read again (older than its look-back).
+
+        Appended events are in their rows by construction. A recomputed person's event
+        may not be: its inbox row can be seen before the event itself is (see
+        ``INBOX_GRACE``), so only the rows whose message is among the row's hashes
+        count. Without this, every build within the look-back would recompute the
+        person again."""
         seen = quote_ident(kept.seen)
         # This build's look-back start is older than the next one's: a few more
         # rows stay than need to, never fewer.
@@ -566,8 +574,9 @@ class MapKeeper:
             {"since": self._look_back(kept)},
         )
         ctx.command(
-            f"""INSERT INTO {seen} SELECT person_id, mid, arrived FROM {temp["news"]}
-            WHERE person IN (SELECT person FROM {temp["fresh"]} WHERE ok = 1)""",
+            f"""INSERT INTO {seen} SELECT n.person_id, n.mid, n.arrived
+            FROM {temp["news"]} AS n JOIN {temp["rows"]} AS r ON r.person = n.person
+            WHERE has(r.mh, cityHash64(n.mid))""",
             final=False,
         )
 

@@ -234,6 +234,25 @@ def test_later_events_are_appended_to_the_kept_rows(store: Store, kept: MapKeepe
     assert figures(again) == figures(built)
 
 
+def test_a_recomputed_persons_reread_events_do_not_recompute_them_again(
+    store: Store, kept: MapKeeper
+) -> None:
+    """u1's new event ties with its first: u1 is recomputed from its events. The next
+    build's look-back reads that inbox row again, and skips it: the event is in u1's
+    row (its hash is), so u1 is not recomputed a second time."""
+    time.sleep(1.0)  # the fixture's rows fall out of the look-back below
+    write_log(store, [track("u1", "newsletter_signup", 0, "m7")])
+    kept.build(as_of=AS_OF)
+    assert kept.last is not None and kept.kept is not None
+    assert (kept.last.persons_recomputed, kept.last.persons_appended) == (1, 0)
+    seen = store.query(f"SELECT id, message_id FROM `{kept.kept.seen}`").result_rows
+    assert seen == [("u1", "m7")]
+    kept.inbox_grace = timedelta(seconds=0.5)  # reads m7's inbox row again
+    again = kept.build(as_of=AS_OF)
+    assert (kept.last.persons_recomputed, kept.last.persons_appended) == (0, 0)
+    assert_same_map(again, store, SETTINGS, MapFilters(), AS_OF)
+
+
 def test_an_update_counts_only_the_changed_rows(store: Store, kept: MapKeeper) -> None:
     """Every tallied view adds what the changed rows contribute to its recorded figures:
     none counts every live row again, and the map still equals a one-off build, also
