@@ -216,16 +216,17 @@ def ranked(
     totals = "".join(f", sum({column}) AS {column}_" for column in sums)
     # Only keys with at least the list's smallest count can make it, and only those
     # need their key read and named (keys sharing a 64-bit hash would count as one).
-    counts = f"SELECT h, sum(n) AS n_{totals} FROM {table} GROUP BY h HAVING n_ > 0"
-    candidates = f"""SELECT * FROM ({counts}) WHERE n_ >= (
-        SELECT min(n_) FROM ({counts} ORDER BY n_ DESC LIMIT {{limit:UInt32}}))"""
+    candidates = f"""SELECT h, sum(n) AS n_{totals} FROM {table} GROUP BY h HAVING n_ > 0
+        ORDER BY n_ DESC LIMIT {{limit:UInt32}} WITH TIES"""
+    # The candidates on the right: the join's hash table is built from them, and the
+    # kept table is only streamed past it.
     return ctx.rows(
         f"""SELECT key_ AS key, n_ AS n{"".join(f", {c}_ AS {c}" for c in sums)}
-        FROM ({candidates}) AS c
-        JOIN (
-            SELECT h, any(key) AS key_ FROM {table}
-            WHERE h IN (SELECT h FROM ({candidates})) GROUP BY h
-        ) AS k ON k.h = c.h
+        FROM (
+            SELECT any(t.key) AS key_, any(c.n_) AS n_{"".join(f", any(c.{c}_) AS {c}_" for c in sums)}
+            FROM {table} AS t JOIN ({candidates}) AS c ON t.h = c.h
+            GROUP BY t.h
+        )
         {order}""",
         **params,
         limit=limit,

@@ -333,14 +333,14 @@ class MapKeeper:
         ctx.load_names((kept.touchpoints, kept.channels), self._look_back(kept))
         temp = {
             name: quote_ident(f"{ctx.prefix}_{name}")
-            for name in ("ids", "news", "fresh", "touched", "scope", "dups", "rows")
+            for name in ("ids", "inbox", "news", "fresh", "touched", "scope", "dups", "rows")
         }
         # Whether a new event passes a property or persona filter is not in its inbox row.
         appending = ctx.filters.persona is None and not ctx.filters.properties
         try:
             self._affected_ids(ctx, kept, temp["ids"], appending)
             if appending:
-                self._news(ctx, kept, temp["news"])
+                self._news(ctx, kept, temp["inbox"], temp["news"])
             self._touched_persons(ctx, temp["ids"], temp["touched"])
             appended = self._appendable(ctx, kept, temp) if appending else 0
             recomputed = int(ctx.rows(f"SELECT count() FROM {temp['touched']}")[0][0])
@@ -399,15 +399,18 @@ class MapKeeper:
                 settings={"final": 0},  # any copy of a moved event will do
             )
 
-    def _news(self, ctx: BuildContext, kept: Kept, news: str) -> None:
+    def _news(self, ctx: BuildContext, kept: Kept, inbox: str, news: str) -> None:
         """The new events the map keeps (its filters pass them), from the inbox rows that
-        arrived since the previous build and that it did not append already."""
+        arrived since the previous build and whose events are not in their rows already
+        (copied once: resolving their persons reads them three times)."""
         params: dict[str, Any] = {"from": self._look_back(kept)}
-        inbox = f"""(
+        ctx.command(
+            f"""CREATE TABLE {inbox} ENGINE = Memory AS
             SELECT * FROM journey_inbox
             WHERE arrived >= {{from:DateTime64(6, 'UTC')}} AND kind = 'event' AND payload = 1
-              AND (id, message_id, arrived) NOT IN (SELECT * FROM {quote_ident(kept.seen)})
-        )"""
+              AND (id, message_id, arrived) NOT IN (SELECT * FROM {quote_ident(kept.seen)})""",
+            params,
+        )
         ctx.command(
             f"CREATE TABLE {news} ENGINE = Memory AS {ctx.news_select(params, inbox)}", params
         )

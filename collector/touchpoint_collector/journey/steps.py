@@ -440,8 +440,9 @@ def news_sql(
     channels: list[str],
 ) -> str:
     """SELECT of the new events a kept map may append, from the ``journey_inbox`` rows
-    `inbox` (an SQL subquery of rows with a payload): those the map's filters keep, each
-    with its person (resolved through today's links) and as the numbers a person row holds.
+    `inbox` (an SQL table or subquery of rows with a payload): those the map's filters
+    keep, each with its person (resolved through today's links) and as the numbers a
+    person row holds.
 
     Filters on properties or a persona cannot be decided from an inbox row; a map with
     them recomputes its persons instead.
