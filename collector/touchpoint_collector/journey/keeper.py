@@ -507,7 +507,7 @@ class MapKeeper:
             ctx.command(
                 f"""CREATE TABLE {dups} ENGINE = Memory AS
                 SELECT DISTINCT person_id AS id FROM events
-                WHERE person_id IN (SELECT id FROM {scope})
+                PREWHERE person_id IN (SELECT id FROM {scope})
                 GROUP BY person_id, message_id HAVING count() > 1""",
                 final=False,
             )

@@ -232,13 +232,18 @@ def persons_sql(
     where += f" AND {tp_code} != 0 AND {ch_code} != 0"
     source = "events"  # deduplicated: every build query runs with final = 1 ...
     if id_scope is not None:
-        where += f" AND person_id IN {id_scope}"
+        # PREWHERE by hand: on its own, ClickHouse also moves the touchpoint and channel
+        # conditions there, and evaluates them over every row of every granule the scope
+        # touches (all of them, for ids spread over the persons): 0.65 s instead of 0.35 s
+        # for 4,309 ids of 10M events. Duplicates share their person_id, so filtering on
+        # it before FINAL merges them is safe.
+        scoped = f"PREWHERE person_id IN {id_scope}"
+        source = f"(SELECT * FROM events {scoped})"
         if final_scope is not None:  # ... except this one, which picks where it is needed
             source = f"""(
-                SELECT * FROM events
-                WHERE person_id IN {id_scope} AND person_id NOT IN {final_scope}
+                SELECT * FROM events {scoped} AND person_id NOT IN {final_scope}
                 UNION ALL
-                SELECT * FROM events FINAL WHERE person_id IN {final_scope}
+                SELECT * FROM events FINAL PREWHERE person_id IN {final_scope}
             )"""
     person_ok = persona_filter(filters, params, id_scope)
     first_hop = links_sql(id_scope)
