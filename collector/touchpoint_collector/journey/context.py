@@ -14,6 +14,7 @@ by a UInt16 is several times cheaper than by a string, and names come back in Py
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -33,6 +34,12 @@ from touchpoint_collector.journey.steps import (
 from touchpoint_collector.store import Store, quote_ident
 
 DAY_MS = 86_400_000
+_WRITES_A_SELECT = re.compile(
+    r"^\s*(INSERT\s+INTO\s+\S+(?:\s*\([^)]*\))?|CREATE\s+TABLE\s+\S+\s+ENGINE\s*=.*?\sAS)"
+    r"\s+(?=SELECT\b|WITH\b)",
+    re.S,
+)
+"""``INSERT INTO t [(columns)] <select>`` and ``CREATE TABLE t ENGINE = ... AS <select>``."""
 IN_MEMORY_MAX_EVENTS = 50_000_000
 """Above this many stored events (filtered or not), a build's working table goes to disk:
 ~4 GB of memory at ~80 bytes per step is where disk becomes the safer trade."""
@@ -166,10 +173,23 @@ class BuildContext:
     def command(
         self, sql: str, params: dict[str, Any] | None = None, *, final: bool = True
     ) -> None:
-        """Run `sql`; with `final` False, only tables it names with ``FINAL`` deduplicate."""
+        """Run `sql`; with `final` False, only tables it names with ``FINAL`` deduplicate.
+
+        A statement that writes what a SELECT reads carries the settings in a
+        ``SETTINGS`` clause of that SELECT. Passed beside a statement, the embedded
+        engine's client applies them with ``SET`` statements and restores them after:
+        ~12 ms a statement (against ~2 ms), a third of a second per refresh."""
         started = time.perf_counter()
         settings = SPILL_SETTINGS if final else {**SPILL_SETTINGS, "final": 0}
-        self.store.command(sql, parameters=params, settings=settings)
+        head = _WRITES_A_SELECT.match(sql)
+        if head is None:
+            self.store.command(sql, parameters=params, settings=settings)
+        else:
+            clause = ", ".join(f"{name} = {int(value)}" for name, value in settings.items())
+            select = sql[head.end() :]
+            self.store.command(
+                f"{head.group(1)} SELECT * FROM ({select}\n) SETTINGS {clause}", parameters=params
+            )
         self._timed(sql, started)
 
     def _timed(self, sql: str, started: float) -> None:
