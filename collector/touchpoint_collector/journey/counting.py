@@ -107,7 +107,7 @@ def quantiles(
     )
     kept = tally_ledger.record_spread(sig, rows, len(keys))
     kept.table = table
-    kept.stored = kept.compacted = int(ctx.rows(f"SELECT count() FROM {quote_ident(table)}")[0][0])
+    kept.stored = kept.compacted = sum(kept.counts.values())  # one row per value so far
     book.spreads[name] = kept
     book.recounted.append(name)
     return tally_ledger.quantiles_of(kept, levels)
