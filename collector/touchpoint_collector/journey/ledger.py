@@ -252,8 +252,8 @@ class Spread:
     counts: dict[tuple[Any, ...], int]
     windows: dict[tuple[Any, ...], list[Window]]
     table: str = ""
-    """Every value as of some build, as (``g``, keys, ``v``, ``c``) rows, a value's count
-    the sum of its ``c``: made with the view's record, and given each change's counts
+    """Every value as of some build, as (keys, ``v``, ``c``) rows, a value's count the sum
+    of its ``c``: made with the view's record, and given each change's counts
     (``pending`` until a recount needs them), so that counting a key again reads only
     that key's values instead of every live person row."""
     pending: list[tuple[Any, ...]] = field(default_factory=list)
