@@ -26,6 +26,8 @@ from touchpoint_collector.journey import counting
 from touchpoint_collector.journey.ledger import Ledger
 from touchpoint_collector.journey.model import MapFilters, MapSettings
 from touchpoint_collector.journey.steps import (
+    KEPT_COLUMNS,
+    PERSON_COLUMNS,
     STAGE_NAMES,
     appended_sql,
     as_of_ms,
@@ -80,10 +82,6 @@ def spill_settings(store: Store) -> dict[str, Any]:
     }
 
 
-PERSON_COLUMNS = "person, ids, tp, sg, ch, ts, lt, rep, sc, jn, pos, g, jf, jl, jlast, jsti, fdt, lp, pgh, dws, dwm"
-KEPT_COLUMNS = f"{PERSON_COLUMNS}, mh"
-"""A kept map's rows also hold their events' message-id hashes (``mh``): an event is
-appended to a row only when it is not a resend of one the row already holds."""
 MAX_CODES = 65_535
 WORKING_TABLE_PATTERN = "^_map_[0-9a-f]{12}_[a-z]+$"
 STALE_AFTER_SECONDS = 6 * 3600
@@ -306,7 +304,7 @@ class BuildContext:
             **rows,
             id_scope=id_scope,
             final_scope=final_scope,
-            with_hashes=kept,
+            with_events=kept,
         )
         return f"SELECT {KEPT_COLUMNS if kept else PERSON_COLUMNS} FROM ({select})"
 

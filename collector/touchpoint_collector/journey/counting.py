@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from touchpoint_collector.journey import ledger as tally_ledger
 from touchpoint_collector.journey.ledger import Examples, Ledger
+from touchpoint_collector.journey.steps import PERSON_COLUMNS
 from touchpoint_collector.store import quote_ident
 
 if TYPE_CHECKING:
@@ -293,10 +294,12 @@ def examples_sql(key: str, affected: str) -> str:
 
 
 def changed_sql(table: str, change: tally_ledger.Change) -> str:
-    """The rows an update replaced (sign -1) and added (+1)."""
-    parts = [f"SELECT *, toInt8(1) AS sign FROM {table} WHERE rid >= {int(change.born_from)}"]
+    """The rows an update replaced (sign -1) and added (+1), as views read them: without
+    the events a kept row also holds."""
+    rows = f"SELECT {PERSON_COLUMNS}, toInt8"
+    parts = [f"{rows}(1) AS sign FROM {table} WHERE rid >= {int(change.born_from)}"]
     if change.killed:
-        parts.append(f"SELECT *, toInt8(-1) AS sign FROM {table} WHERE rid IN {change.killed}")
+        parts.append(f"{rows}(-1) AS sign FROM {table} WHERE rid IN {change.killed}")
     return " UNION ALL ".join(parts)
 
 
@@ -316,7 +319,7 @@ def moved_sql(
     live = f"rid NOT IN {dead}" if dead else "1"
     return (
         f"SELECT * EXCEPT (flip), toInt8(flip) AS sign FROM ("
-        f"SELECT * FROM {table} "
+        f"SELECT {PERSON_COLUMNS} FROM {table} "
         f"WHERE rid < {int(change.born_from)} AND {live} AND arrayExists("
         f"x -> ({int(a0)} - x > {int(e0)}) != ({int(a1)} - x > {int(e1)}), jlast)"
         f") ARRAY JOIN [-1, 1] AS flip"

@@ -36,7 +36,6 @@ import structlog
 
 from touchpoint_collector.journey.build import assemble
 from touchpoint_collector.journey.context import (
-    KEPT_COLUMNS,
     STALE_AFTER_SECONDS,
     BuildContext,
     new_prefix,
@@ -44,7 +43,7 @@ from touchpoint_collector.journey.context import (
 )
 from touchpoint_collector.journey.ledger import Change, Ledger
 from touchpoint_collector.journey.model import JourneyMap, MapFilters, MapSettings
-from touchpoint_collector.journey.steps import links_sql
+from touchpoint_collector.journey.steps import KEPT_COLUMNS, links_sql
 from touchpoint_collector.store import Store, quote_ident
 from touchpoint_schemas.taxonomy import Taxonomy
 
@@ -435,33 +434,30 @@ class MapKeeper:
 
     def _appendable(self, ctx: BuildContext, kept: Kept, temp: dict[str, str]) -> int:
         """Sort the persons with new events (and no other change) into those whose events
-        can be appended to their kept rows, and those to recompute (added to the touched
-        persons, their new events' ids to the affected ids); how many can be appended.
+        can be merged into their kept rows, and those to recompute (added to the touched
+        persons, their new events' ids to the affected ids); how many can be merged.
 
-        Appending gives the row recomputing would when no new event falls within a kept
-        step (from its first to its last event, ends included: splitting a step, or
-        ordering a tie, would need its events) and none is a resend (its message's hash
-        is not in the row's ``mh``; a hash collision only costs a recompute). Events
-        before, between or after the kept steps are fine: runs are ordered by time, and
-        journeys and steps are split again. A person without a kept row had no event in
-        the map before.
+        A kept row holds its person's events, so merging gives the row recomputing would
+        wherever the new events fall (before, between, inside or tied with kept steps),
+        unless one is a resend: its message is in the row's ``ev_mid``, or twice among
+        the new events. Which copy of a resend counts is ``FINAL``'s choice, so those
+        persons are read from ``events``. A person without a kept row had no event in the
+        map before.
         """
         news, fresh, touched = temp["news"], temp["fresh"], temp["touched"]
         ctx.command(
             f"""CREATE TABLE {fresh} ENGINE = Memory AS
             SELECT n.person AS person,
-                   toUInt8(n.unique AND NOT hasAny(k.mh, n.hashes) AND NOT arrayExists(
-                       t -> arrayExists((a, b) -> t >= a AND t <= b, k.ts, k.lt), n.times
-                   )) AS ok
+                   toUInt8(n.unique AND NOT hasAny(k.ev_mid, n.mids)) AS ok
             FROM (
-                SELECT person, groupArray(ts) AS times, groupArray(cityHash64(mid)) AS hashes,
+                SELECT person, groupArray(mid) AS mids,
                        uniqExact(person_id, mid) = count() AS unique
                 FROM {news}
                 WHERE person NOT IN (SELECT person FROM {touched})
                 GROUP BY person
             ) AS n
             LEFT JOIN (
-                SELECT person, ts, lt, mh FROM {ctx.persons}
+                SELECT person, ev_mid FROM {ctx.persons}
                 WHERE person IN (SELECT person FROM {news})
             ) AS k ON k.person = n.person""",
             final=False,
@@ -564,9 +560,9 @@ class MapKeeper:
         """Add the inbox rows whose events are in the new rows to those the next build
         skips, and forget the ones it will not read again (older than its look-back).
 
-        Appended events are in their rows by construction. A recomputed person's event
+        Merged events are in their rows by construction. A recomputed person's event
         may not be: its inbox row can be seen before the event itself is (see
-        ``INBOX_GRACE``), so only the rows whose message is among the row's hashes
+        ``INBOX_GRACE``), so only the rows whose message is among the row's events
         count. Without this, every build within the look-back would recompute the
         person again."""
         seen = quote_ident(kept.seen)
@@ -576,10 +572,16 @@ class MapKeeper:
             f"ALTER TABLE {seen} DELETE WHERE arrived < {{since:DateTime64(6, 'UTC')}}",
             {"since": self._look_back(kept)},
         )
+        merged = f"(SELECT person FROM {temp['fresh']} WHERE ok = 1)"
         ctx.command(
-            f"""INSERT INTO {seen} SELECT n.person_id, n.mid, n.arrived
-            FROM {temp["news"]} AS n JOIN {temp["rows"]} AS r ON r.person = n.person
-            WHERE has(r.mh, cityHash64(n.mid))""",
+            f"""INSERT INTO {seen}
+            SELECT person_id, mid, arrived FROM {temp["news"]} WHERE person IN {merged}
+            UNION ALL
+            SELECT n.person_id, n.mid, n.arrived
+            FROM (SELECT * FROM {temp["news"]} WHERE person NOT IN {merged}) AS n
+            JOIN (SELECT person, ev_mid FROM {temp["rows"]} WHERE person NOT IN {merged}) AS r
+              ON r.person = n.person
+            WHERE has(r.ev_mid, n.mid)""",
             final=False,
         )
 

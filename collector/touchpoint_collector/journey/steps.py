@@ -23,6 +23,15 @@ from touchpoint_collector.journey.model import MapFilters
 
 STAGE_NAMES: Final = ("awareness", "consideration", "purchase", "retention", "advocacy")
 STAGE_ARRAY: Final = "['awareness', 'consideration', 'purchase', 'retention', 'advocacy']"
+PERSON_COLUMNS: Final = (
+    "person, ids, tp, sg, ch, ts, lt, rep, sc, jn, pos, g, jf, jl, jlast, jsti, fdt, lp, pgh, dws, dwm"
+)
+"""The columns of a person row (:func:`persons_sql`): what every view reads."""
+KEPT_COLUMNS: Final = (
+    f"{PERSON_COLUMNS}, ev_ts, ev_seq, ev_mid, ev_tp, ev_sg, ev_ch, ev_sc, ev_sti"
+)
+"""A kept map's rows also hold their events (``with_events``): new ones are merged in
+without reading the person's events again, and a resend is told by its message id."""
 
 
 def links_sql(scope: str | None = None) -> str:
@@ -191,7 +200,7 @@ def persons_sql(
     post_goal_ms: int = 0,
     id_scope: str | None = None,
     final_scope: str | None = None,
-    with_hashes: bool = False,
+    with_events: bool = False,
 ) -> str:
     """SELECT producing one row per person: their steps as parallel arrays.
 
@@ -210,6 +219,12 @@ def persons_sql(
 
     ``ids``: the stored ids (``person_id``) whose events the person holds, so that a kept
     map can find the person again when one of those ids gets new events or a new link.
+
+    `with_events`: also the person's events, in no order, as the numbers the row is
+    computed from (``ev_ts`` time in ms, ``ev_seq`` ingest sequence, ``ev_mid`` message
+    id, ``ev_tp``, ``ev_sg``, ``ev_ch``, ``ev_sc`` NaN for none, ``ev_sti`` stitched): a
+    kept map merges new events into them (:func:`appended_sql`) instead of reading the
+    person's events from ``events`` again.
 
     `id_scope` (an SQL set of stored ids, e.g. ``(SELECT id FROM t)``) limits the rows to
     the persons of those ids; it must hold every id of each person wanted.
@@ -284,12 +299,11 @@ def persons_sql(
         GROUP BY person
     )
     """
-    hashes = "arrayMap(m -> cityHash64(m), u_mid)" if with_hashes else None
-    return _rows_sql(gathered, _BY_TIME, runs=False, hashes=hashes)
+    return _rows_sql(gathered, _BY_TIME, with_events=with_events)
 
 
 _BY_TIME: Final = "arraySort((i, t, q, m) -> (t, q, m), arrayEnumerate(u_ts), u_ts, u_seq, u_mid)"
-"""The order of a person's events (or runs): time, then arrival (ingest sequence, message)."""
+"""The order of a person's events: time, then arrival (ingest sequence, message)."""
 
 
 def _row_params(
@@ -307,52 +321,35 @@ def _row_params(
     params["post_goal_ms"] = post_goal_ms
 
 
-def _rows_sql(source: str, order: str, *, runs: bool, hashes: str | None) -> str:
+def _rows_sql(source: str, order: str, *, with_events: bool) -> str:
     """The person rows (see :func:`persons_sql`) from `source`: per person, ``ids`` and
-    unsorted parallel arrays ``u_ts`` (time, ms), ``u_tp``, ``u_sg``, ``u_ch``, ``u_sc``
-    (NaN: no score), ``u_sti`` (stitched), put in order by the index array `order`.
-
-    Each element is one event, or with `runs` a run of events already collapsed into one
-    step of a kept row (``u_lt`` its last event's time, ``u_n`` its events): a kept row
-    and the events appended to it give the same row as all of the person's events would,
-    because journeys and steps split where the touchpoint or a long gap changes, which
-    only the run's first and last event decide. `hashes`: SQL for the ``mh`` column (the
-    message ids' hashes, which tell an appended event from a resend), or None for none.
-    """
-    previous_last = "e_lt" if runs else "e_ts"
-    run_arrays = (
-        "        arrayMap(i -> u_lt[i], o) AS e_lt,\n"
-        "        arrayPushFront(arrayCumSum(arrayMap(i -> u_n[i], o)), 0) AS e_cum,\n"
-        if runs
+    unsorted parallel arrays of their events ``u_ts`` (time, ms), ``u_seq``, ``u_mid``,
+    ``u_tp``, ``u_sg``, ``u_ch``, ``u_sc`` (NaN: no score), ``u_sti`` (stitched), put in
+    order by the index array `order`; `with_events`: with those arrays as the ``ev_``
+    columns."""
+    events = (
+        "\n        u_ts AS ev_ts, u_seq AS ev_seq, u_mid AS ev_mid, u_tp AS ev_tp, u_sg AS ev_sg,"
+        "\n        u_ch AS ev_ch, u_sc AS ev_sc, u_sti AS ev_sti,"
+        if with_events
         else ""
     )
-    repeats = (
-        "arrayMap((s, e) -> toUInt32(e_cum[e] - e_cum[s]), e_start, e_end)"
-        if runs
-        else "arrayMap((s, e) -> toUInt32(e - s), e_start, e_end)"
-    )
-    mh_column = f"\n        {hashes} AS mh," if hashes else ""
-    # Layers: an alias is inlined wherever it is used, and the arrays every later one
-    # reads (the order, the ordered events, the journey and step starts) would be
-    # re-analysed dozens of times over; as a subquery's columns they are analysed once.
-    # Planning the single-layer form took ~0.2 s per query, whatever the rows.
     ordered = f"""
     SELECT
         person,
-        ids,{mh_column}
+        ids,{events}
         u_sg, u_ch, u_sc,
         length(u_ts) AS n,
         {order} AS o,
         arrayMap(i -> u_ts[i], o) AS e_ts,
         arrayMap(i -> u_tp[i], o) AS e_tp,
-{run_arrays}        arrayPushFront(arrayCumSum(arrayMap(i -> u_sti[i], o)), 0) AS e_sti_before
+        arrayPushFront(arrayCumSum(arrayMap(i -> u_sti[i], o)), 0) AS e_sti_before
     FROM {source}
     """
     starts = f"""
     SELECT
         *,
         -- journeys start at a gap, steps where the touchpoint changes or a journey starts
-        arrayMap(i -> toUInt8(i = 1 OR e_ts[i] - {previous_last}[i - 1] > {{gap_ms:Int64}}), range(1, n + 1)) AS e_nj,
+        arrayMap(i -> toUInt8(i = 1 OR e_ts[i] - e_ts[i - 1] > {{gap_ms:Int64}}), range(1, n + 1)) AS e_nj,
         arrayCumSum(e_nj) AS e_jid,
         arrayFilter(i -> e_nj[i] = 1 OR e_tp[i] != e_tp[i - 1], range(1, n + 1)) AS e_start,
         arrayFilter(i -> e_nj[i] = 1, range(1, n + 1)) AS e_jstart
@@ -366,8 +363,8 @@ def _rows_sql(source: str, order: str, *, runs: bool, hashes: str | None) -> str
         arrayMap(s -> u_sg[o[s]], e_start) AS sg,
         arrayMap(s -> u_ch[o[s]], e_start) AS ch,
         arrayMap(s -> e_ts[s], e_start) AS ts,
-        arrayMap(e -> {previous_last}[e - 1], e_end) AS lt,
-        {repeats} AS rep,
+        arrayMap(e -> e_ts[e - 1], e_end) AS lt,
+        arrayMap((s, e) -> toUInt32(e - s), e_start, e_end) AS rep,
         arrayMap(x -> if(isNaN(x), NULL, x), arrayMap(s -> u_sc[o[s]], e_start)) AS sc,
         arrayMap(s -> toUInt32(e_jid[s]), e_start) AS jn,
         arrayFilter(k -> e_nj[e_start[k]] = 1, arrayEnumerate(e_start)) AS jf,
@@ -491,50 +488,44 @@ def appended_sql(
     post_goal_codes: list[int] | None = None,
     post_goal_ms: int = 0,
 ) -> str:
-    """SELECT of the person rows (with ``mh``) of the persons in `news` (rows of
-    :func:`news_sql`, none of them within a kept step of its person, from its first to its
-    last event, nor a resend: the caller checks), each the kept row in `kept` (when the
-    person has one) with the new events merged in, without reading the kept events again.
+    """SELECT of the person rows (with their events) of the persons in `news` (rows of
+    :func:`news_sql`, none of them a resend of an event their person's kept row holds:
+    the caller checks), each computed from the events the kept row in `kept` holds (when
+    the person has one) and the new ones, without reading ``events``: the same row as
+    from all of the person's stored events, wherever in the journey the new ones fall.
     The other arguments as for :func:`persons_sql`."""
     _row_params(params, gap_days, goal_code, goal_stage_idx, post_goal_codes, post_goal_ms)
     source = f"""(
     SELECT
         n.person AS person,
         arrayDistinct(arrayConcat(k.ids, n.n_ids)) AS ids,
-        arrayConcat(k.mh, n.n_mh) AS u_mh,
-        arrayConcat(k.ts, n.n_ts) AS u_ts,
-        -- order: by time; a kept step never shares its time with a new event (the caller
-        -- checks), so ties are among kept steps (kept in their order) or new events
-        arrayConcat(arrayMap(i -> toUInt64(i), arrayEnumerate(k.ts)), n.n_seq) AS u_seq,
-        arrayConcat(arrayWithConstant(length(k.ts), ''), n.n_mid) AS u_mid,
-        arrayConcat(k.lt, n.n_ts) AS u_lt,
-        arrayConcat(k.rep, arrayWithConstant(length(n.n_ts), toUInt32(1))) AS u_n,
-        arrayConcat(k.tp, n.n_tp) AS u_tp,
-        arrayConcat(k.sg, n.n_sg) AS u_sg,
-        arrayConcat(k.ch, n.n_ch) AS u_ch,
-        arrayConcat(arrayMap(x -> ifNull(x, toFloat32(nan)), k.sc), n.n_sc) AS u_sc,
-        -- each kept step stands for its journey's events: stitched when its journey is
-        arrayConcat(arrayMap(j -> k.jsti[j], k.jn), n.n_sti) AS u_sti
+        arrayConcat(k.ev_ts, n.n_ts) AS u_ts,
+        arrayConcat(k.ev_seq, n.n_seq) AS u_seq,
+        arrayConcat(k.ev_mid, n.n_mid) AS u_mid,
+        arrayConcat(k.ev_tp, n.n_tp) AS u_tp,
+        arrayConcat(k.ev_sg, n.n_sg) AS u_sg,
+        arrayConcat(k.ev_ch, n.n_ch) AS u_ch,
+        arrayConcat(k.ev_sc, n.n_sc) AS u_sc,
+        arrayConcat(k.ev_sti, n.n_sti) AS u_sti
     FROM (
         SELECT
             person,
             groupUniqArray(person_id) AS n_ids,
-            arraySort(x -> (x.1, x.2, x.3), groupArray((ts, seq, mid, tp, sg, ch, sc, sti))) AS evs,
-            arrayMap(x -> x.1, evs) AS n_ts,
-            arrayMap(x -> x.2, evs) AS n_seq,
-            arrayMap(x -> x.3, evs) AS n_mid,
-            arrayMap(x -> cityHash64(x.3), evs) AS n_mh,
-            arrayMap(x -> x.4, evs) AS n_tp,
-            arrayMap(x -> x.5, evs) AS n_sg,
-            arrayMap(x -> x.6, evs) AS n_ch,
-            arrayMap(x -> x.7, evs) AS n_sc,
-            arrayMap(x -> x.8, evs) AS n_sti
+            groupArray(ts) AS n_ts,
+            groupArray(seq) AS n_seq,
+            groupArray(mid) AS n_mid,
+            groupArray(tp) AS n_tp,
+            groupArray(sg) AS n_sg,
+            groupArray(ch) AS n_ch,
+            groupArray(sc) AS n_sc,
+            groupArray(sti) AS n_sti
         FROM {news}
         GROUP BY person
     ) AS n
     LEFT JOIN (
-        SELECT person, ids, mh, ts, lt, rep, tp, sg, ch, sc, jn, jsti FROM {kept}
+        SELECT person, ids, ev_ts, ev_seq, ev_mid, ev_tp, ev_sg, ev_ch, ev_sc, ev_sti
+        FROM {kept}
         WHERE person IN (SELECT person FROM {news})
     ) AS k ON k.person = n.person
     )"""
-    return _rows_sql(source, _BY_TIME, runs=True, hashes="u_mh")
+    return _rows_sql(source, _BY_TIME, with_events=True)

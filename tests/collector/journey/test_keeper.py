@@ -31,8 +31,9 @@ from tests.collector.journey.generators import (
 from tests.collector.journey.test_reference_vs_sql import examples
 from tests.conftest import scale
 from touchpoint_collector.journey import JourneyMap, MapFilters, MapSettings, build_map, ledger
-from touchpoint_collector.journey.context import KEPT_COLUMNS, BuildContext
+from touchpoint_collector.journey.context import BuildContext
 from touchpoint_collector.journey.keeper import MapKeeper
+from touchpoint_collector.journey.steps import PERSON_COLUMNS
 from touchpoint_collector.store import Store
 
 VOLATILE = {"built_at", "build_seconds"}
@@ -69,13 +70,16 @@ def live(keeper: MapKeeper) -> str:
 
 def assert_same_rows(keeper: MapKeeper, store: Store, filters: MapFilters) -> None:
     """Every live kept row, appended or recomputed, equals the row a full build computes
-    from all the person's events (ids and message hashes as sets: their order is free)."""
+    from all the person's events (its ids and events as sets: their order is free)."""
     assert keeper.kept is not None
     ctx = BuildContext(store=store, filters=filters, settings=keeper.settings, now=at(0))
     ctx.load_names((keeper.kept.touchpoints, keeper.kept.channels))
     assert (ctx.touchpoints, ctx.channels) == (keeper.kept.touchpoints, keeper.kept.channels)
     params: dict[str, Any] = {}
-    columns = KEPT_COLUMNS.replace("ids, ", "arraySort(ids), ").replace(", mh", ", arraySort(mh)")
+    no_nan = "arrayMap(x -> if(isNaN(x), toFloat32(-1), x), ev_sc)"
+    columns = PERSON_COLUMNS.replace("ids, ", "arraySort(ids), ") + (
+        f", arraySort(arrayZip(ev_ts, ev_seq, ev_mid, ev_tp, ev_sg, ev_ch, {no_nan}, ev_sti))"
+    )
     fresh = store.query(
         f"SELECT {columns} FROM ({ctx.persons_select(params, kept=True)}) ORDER BY person",
         parameters=params,
@@ -237,16 +241,16 @@ def test_later_events_are_appended_to_the_kept_rows(store: Store, kept: MapKeepe
 def test_a_recomputed_persons_reread_events_do_not_recompute_them_again(
     store: Store, kept: MapKeeper
 ) -> None:
-    """u1's new event ties with its first: u1 is recomputed from its events. The next
-    build's look-back reads that inbox row again, and skips it: the event is in u1's
-    row (its hash is), so u1 is not recomputed a second time."""
+    """u1's m2 comes again, dated later: a resend, so u1 is recomputed from its events.
+    The next build's look-back reads that inbox row again, and skips it: the event is
+    in u1's row, so u1 is not recomputed a second time."""
     time.sleep(1.0)  # the fixture's rows fall out of the look-back below
-    write_log(store, [track("u1", "newsletter_signup", 0, "m7")])
+    write_log(store, [track("u1", "product_viewed", 2 * DAY, "m2")])
     kept.build(as_of=AS_OF)
     assert kept.last is not None and kept.kept is not None
     assert (kept.last.persons_recomputed, kept.last.persons_appended) == (1, 0)
     seen = store.query(f"SELECT id, message_id FROM `{kept.kept.seen}`").result_rows
-    assert seen == [("u1", "m7")]
+    assert seen == [("u1", "m2")]
     kept.inbox_grace = timedelta(seconds=0.5)  # reads m7's inbox row again
     again = kept.build(as_of=AS_OF)
     assert (kept.last.persons_recomputed, kept.last.persons_appended) == (0, 0)
@@ -495,13 +499,12 @@ def test_a_resend_and_a_late_event(store: Store, kept: MapKeeper) -> None:
     assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
 
 
-def test_a_late_event_between_kept_steps_is_merged_in_and_one_inside_a_step_recomputes(
-    store: Store, kept: MapKeeper
-) -> None:
+def test_late_events_are_merged_in_wherever_they_fall(store: Store, kept: MapKeeper) -> None:
     """u1's steps: site_visit at 0, product_viewed at day 1. A cart_added at noon falls
-    between them (merged in: a new step); a1 gets two product_viewed events, at noon and
-    at day 1 (a kept step's only event time: a tie only its events can order), so a1 is
-    recomputed; u2 gets one before its first step."""
+    between them (a new step); a1 gets two product_viewed events, at noon and at day 1
+    (tied with its kept event, ordered after it by arrival); u2 gets one before its first
+    step. Then a cart_added splits a1's product_viewed step in two. The kept rows hold
+    the persons' events, so none is read from ``events`` again."""
     half = DAY // 2
     write_log(
         store,
@@ -514,11 +517,19 @@ def test_a_late_event_between_kept_steps_is_merged_in_and_one_inside_a_step_reco
     )
     built = kept.build(as_of=AS_OF)
     assert kept.last is not None
-    assert (kept.last.persons_recomputed, kept.last.persons_appended) == (3, 2)
+    assert (kept.last.persons_recomputed, kept.last.persons_appended) == (3, 3)
     assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
     rows = dict(store.query(f"SELECT person, (tp, rep) FROM {live(kept)}").result_rows)
     assert [len(rows[p][0]) for p in ("u1", "a1", "u2")] == [3, 2, 2]
     assert rows["a1"][1] == [1, 3]
+    write_log(store, [track("a1", "cart_added", 3 * DAY // 4, "m11")])
+    built = kept.build(as_of=AS_OF)
+    assert (kept.last.persons_recomputed, kept.last.persons_appended) == (1, 1)
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+    assert_same_rows(kept, store, MapFilters())
+    a1 = store.query(f"SELECT rep, ts FROM {live(kept)} AND person = 'a1'").result_rows
+    start = int(at(0).timestamp() * 1000)
+    assert a1 == [([1, 1, 1, 2], [start + x for x in (0, DAY // 2, 3 * DAY // 4, DAY)])]
 
 
 def test_a_resend_with_another_time_replaces_the_first_copy(store: Store, kept: MapKeeper) -> None:
