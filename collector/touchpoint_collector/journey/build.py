@@ -46,7 +46,7 @@ def assemble(ctx: BuildContext, taxonomy: Taxonomy | None, started: float) -> Jo
     cov = coverage.compute(ctx)
     stages, backward = funnel.compute(ctx)
     nodes, edges, buckets = flow.compute(ctx, cov.persons)
-    variants, to_goal = paths.compute(ctx, cov.journeys) if cov.journeys else ([], None)
+    variants, to_goal = paths.compute(ctx, cov.journeys)
     flagged = {n.id for n in nodes if n.cross_cutting}
     driver_rows = drivers.compute(ctx, flagged, cov.persons, cov.converted_persons)
     stage_of = buckets.touchpoint_stage

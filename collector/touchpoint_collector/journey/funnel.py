@@ -9,14 +9,14 @@ from touchpoint_collector.journey.model import BackwardMove, StageRow
 from touchpoint_collector.journey.steps import STAGE_NAMES
 
 # Per person, one element per stage s (0-4): reached, dropped (an ended journey's last step
-# is in s), and per journey the time from its first step in s to its first step in s + 1
-# after that (-1: no such pair; the person rows' `fdt`). Summed element-wise over signed
-# rows (-ForEach, see ledger.py), so no row is repeated per stage.
+# is in s), converted (a journey went on from s to s + 1) and how many journeys did (the
+# person rows' `fds`: the s of each journey's move from s to s + 1). Summed element-wise
+# over signed rows (-ForEach, see ledger.py), so no row is repeated per stage.
 FUNNEL_SQL = """
 SELECT sum(sign) AS rows,
        sumForEach(arrayMap(x -> x * sign, reached)) AS persons,
-       sumForEach(arrayMap(x -> toInt64(arrayExists(d -> d >= 0, x)) * sign, fdt)) AS converted,
-       sumForEach(arrayMap(x -> toInt64(arrayCount(d -> d >= 0, x)) * sign, fdt)) AS journeys_converted,
+       sumForEach(arrayMap(s -> toInt64(has(fds, s)) * sign, range(5))) AS converted,
+       sumForEach(arrayMap(s -> toInt64(countEqual(fds, s)) * sign, range(5))) AS journeys_converted,
        sumForEach(arrayMap(x -> x * sign, dropped)) AS dropped
 FROM (
     SELECT
@@ -25,18 +25,17 @@ FROM (
             s -> toInt64(arrayExists((f, l, e) -> e = 1 AND sg[f + l - 1] = s, jf, jl, {ended})),
             range(5)
         ) AS dropped,
-        fdt, sign
+        fds, sign
     FROM {persons}
 )
 """
 
-# Those times, by stage index, for their median and p90 (``counting.quantiles``).
+# The times of those moves (`fdt`), by stage index, for their median and p90
+# (``counting.quantiles``).
 TIMES_SQL = """
-SELECT stage - 1 AS stage, ms AS v, sign
+SELECT stage, ms AS v, sign
 FROM {persons}
-ARRAY JOIN arrayEnumerate(fdt) AS stage, fdt AS per_journey
-ARRAY JOIN per_journey AS ms
-WHERE ms >= 0
+ARRAY JOIN fds AS stage, fdt AS ms
 """
 
 # Adjacent steps of a journey moving to an earlier stage, keyed from * 8 + to; `occ` = 1

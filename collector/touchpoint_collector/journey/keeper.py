@@ -204,6 +204,7 @@ class MapKeeper:
                 book.changed_rows = ""
             book.as_of_ms, book.end_after_ms = ctx.as_of_ms, ctx.end_after_ms
             book.change = None
+            self._forget_views(book.untouched())
             self._compact(ctx, kept)
         except BaseException:
             self.forget()  # rows or figures may be half updated: the next build starts over
@@ -232,6 +233,18 @@ class MapKeeper:
             self.store.command(f"DROP TABLE IF EXISTS {quote_ident(spread.table)} SYNC")
         self.kept = None
         self.ledger = Ledger()
+
+    def _forget_views(self, names: list[str]) -> None:
+        """Drop what the ledger keeps of the views `names`: the next build counts them
+        over every live row again. A view the map skipped (say, paths while no journey
+        is in the window) did not see this build's change."""
+        book = self.ledger
+        for name in names:
+            book.views.pop(name, None)
+            if (spread := book.spreads.pop(name, None)) is not None:
+                self.store.command(f"DROP TABLE IF EXISTS {quote_ident(spread.table)} SYNC")
+            if (ranking := book.ranks.pop(name, None)) is not None:
+                self.store.command(f"DROP TABLE IF EXISTS {ranking.table} SYNC")
 
     # -- when to start over ---------------------------------------------------------------
 

@@ -104,6 +104,12 @@ class Ledger:
     over every live row (for logs, tests and the benchmark)."""
     recounted: list[str] = field(default_factory=list)
 
+    def untouched(self) -> list[str]:
+        """The kept views this build neither corrected nor counted again: their figures
+        miss its change, so the next build must count them again."""
+        done = {name.split(" (")[0] for name in [*self.corrected, *self.recounted]}
+        return sorted((self.views.keys() | self.spreads.keys() | self.ranks.keys()) - done)
+
 
 @dataclass(frozen=True)
 class Examples:

@@ -24,12 +24,11 @@ from touchpoint_collector.journey.model import MapFilters
 STAGE_NAMES: Final = ("awareness", "consideration", "purchase", "retention", "advocacy")
 STAGE_ARRAY: Final = "['awareness', 'consideration', 'purchase', 'retention', 'advocacy']"
 PERSON_COLUMNS: Final = (
-    "person, ids, tp, sg, ch, ts, lt, rep, sc, jn, pos, g, jf, jl, jlast, jsti, fdt, lp, pgh, dws, dwm"
+    "person, ids, tp, sg, ch, ts, lt, rep, sc, jn, pos, g, jf, jl, jlast, jsti, fds, fdt, lp, pgh, "
+    "dws, dwm"
 )
 """The columns of a person row (:func:`persons_sql`): what every view reads."""
-KEPT_COLUMNS: Final = (
-    f"{PERSON_COLUMNS}, ev_ts, ev_seq, ev_mid, ev_tp, ev_sg, ev_ch, ev_sc, ev_sti"
-)
+KEPT_COLUMNS: Final = f"{PERSON_COLUMNS}, ev_ts, ev_seq, ev_mid, ev_tp, ev_sg, ev_ch, ev_sc, ev_sti"
 """A kept map's rows also hold their events (``with_events``): new ones are merged in
 without reading the person's events again, and a resend is told by its message id."""
 
@@ -212,8 +211,9 @@ def persons_sql(
     number of steps, ``jlast`` its last event time, ``jsti`` stitched.
 
     What views derive from the person alone, kept here so that a kept map derives it only
-    when the person changes: ``fdt`` per stage, per journey, the time to the next stage
-    (the stage funnel's); ``lp`` the touchpoints looped in a journey; ``pgh`` the
+    when the person changes: ``fds`` / ``fdt`` for each (journey, stage s) with a step in
+    s + 1 after its first step in s, s and the time from that first step to the first
+    such (the stage funnel's); ``lp`` the touchpoints looped in a journey; ``pgh`` the
     `post_goal_codes` touchpoints within `post_goal_ms` after a goal step of their
     journey; ``dws`` / ``dwm`` the stage and dwell time of each (journey, stage).
 
@@ -391,20 +391,18 @@ def _rows_sql(source: str, order: str, *, with_events: bool) -> str:
     SELECT
         *,
         arrayMap((f, l) -> lt[f + l - 1], jf, jl) AS jlast,
-        -- per stage s (0-4), per journey: the time from its first step in s to its first
-        -- step in s + 1 after that (-1: no such pair), for the stage funnel; kept here so
-        -- that a kept map computes it only when the person changes
-        arrayMap(
-            s -> arrayMap(
-                (f, l) -> (
-                    arrayFirstIndex(x -> x = s, arraySlice(sg, f, l)) AS a,
-                    if(a = 0, 0, arrayFirstIndex(
-                        (x, k) -> x = s + 1 AND k > a, arraySlice(sg, f, l), range(1, l + 1))) AS b,
-                    if(b > 0, ts[f + b - 1] - ts[f + a - 1], -1)
-                ).3,
-                jf, jl),
-            range(5)
-        ) AS fdt,
+        -- the stage funnel's times: for each step in a stage s + 1 > 0, the first step of
+        -- its journey in s (`f_prev`, 0: none; keys are journey * 8 + stage + 1); the
+        -- first such step after it per (journey, s + 1) gives one time from s to s + 1.
+        -- Flat, not per stage and journey: a lambda's captured arrays are copied once per
+        -- element it maps, and nesting them cost a second per 10M events.
+        arrayMap((key, s) -> if(s >= 1, indexOf(d_keys, key - 1), 0), d_keys, sg) AS f_prev,
+        arrayFilter((k, a) -> a > 0 AND a < k, arrayEnumerate(d_keys), f_prev) AS f_hits,
+        arrayFilter(
+            (k, o) -> o = 1, f_hits, arrayEnumerateUniq(arrayMap(k -> d_keys[k], f_hits))
+        ) AS f_first,
+        arrayMap(k -> toInt8(sg[k] - 1), f_first) AS fds,
+        arrayMap(k -> ts[k] - ts[f_prev[k]], f_first) AS fdt,
         -- touchpoints with two or more steps in one journey (loops and rework)
         arrayDistinct(arrayFilter((t, o) -> o >= 2, tp, arrayEnumerateUniq(jn, tp))) AS lp,
         -- issue touchpoints within the window after a goal step of the same journey: per
@@ -415,8 +413,10 @@ def _rows_sql(source: str, order: str, *, with_events: bool) -> str:
             tp,
             arrayFill(
                 x -> x != 0,
-                arrayMap((k, p) -> if(p = 1, toInt64(-1), if(g[k - 1] = 1, ts[k - 1] + 1, toInt64(0))),
-                         arrayEnumerate(tp), pos)
+                arrayMap(
+                    (p, g_before, ts_before) -> if(p = 1, toInt64(-1), if(g_before = 1, ts_before + 1, toInt64(0))),
+                    pos, arrayPushFront(arrayPopBack(g), toUInt8(0)), arrayPushFront(arrayPopBack(ts), toInt64(0))
+                )
             ),
             ts
         )) AS pgh,

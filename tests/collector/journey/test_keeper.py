@@ -30,7 +30,14 @@ from tests.collector.journey.generators import (
 )
 from tests.collector.journey.test_reference_vs_sql import examples
 from tests.conftest import scale
-from touchpoint_collector.journey import JourneyMap, MapFilters, MapSettings, build_map, ledger
+from touchpoint_collector.journey import (
+    JourneyMap,
+    MapFilters,
+    MapSettings,
+    build_map,
+    ledger,
+    paths,
+)
 from touchpoint_collector.journey.context import BuildContext
 from touchpoint_collector.journey.keeper import MapKeeper
 from touchpoint_collector.journey.steps import PERSON_COLUMNS
@@ -558,6 +565,40 @@ def test_a_moved_window_recomputes_the_persons_at_its_edge(store: Store, kept: M
     assert kept.last is not None and kept.last.mode == "incremental"
     assert built.coverage.persons == 2  # u1 and a1 have events after the new start
     assert_same_map(built, store, SETTINGS, filters, AS_OF)
+
+
+def test_a_window_that_empties_the_map_still_counts_the_persons_it_removed(
+    store: Store, kept: MapKeeper
+) -> None:
+    """The window moves past every event: the map is empty, and its paths' kept counts
+    must still lose the removed persons' journeys, or they come back with the next
+    events (hypothesis found this: paths were skipped when no journey was left)."""
+    empty = MapFilters(since=at(10 * DAY))
+    built = kept.build(empty, as_of=AS_OF)
+    assert kept.last is not None and kept.last.mode == "incremental"
+    assert built.coverage.journeys == 0 and built.paths == []
+    assert "variants" in kept.last.views_corrected
+    write_log(store, [track("u9", "purchase", 20 * DAY, "m7")])
+    built = kept.build(empty, as_of=AS_OF)
+    assert [(p.steps, p.journeys) for p in built.paths] == [(["purchase"], 1)]
+    assert_same_map(built, store, SETTINGS, empty, AS_OF)
+
+
+def test_a_view_an_update_skipped_is_counted_again_by_the_next(
+    store: Store, kept: MapKeeper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever view a build leaves out, the ledger forgets it rather than keep figures
+    that miss the build's change."""
+    write_log(store, [track("u2", "purchase", 2 * DAY, "m7")])
+    real = paths.compute
+    monkeypatch.setattr(paths, "compute", lambda ctx, total: ([], None))
+    kept.build(as_of=AS_OF)
+    assert "variants" not in kept.ledger.ranks and "prefixes" not in kept.ledger.ranks
+    monkeypatch.setattr(paths, "compute", real)
+    write_log(store, [track("u3", "purchase", 3 * DAY, "m8")])
+    built = kept.build(as_of=AS_OF)
+    assert kept.last is not None and "variants" in kept.last.views_recounted
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
 
 
 def test_new_settings_or_filters_rebuild_in_full(store: Store, kept: MapKeeper) -> None:
