@@ -361,7 +361,11 @@ class BuildContext:
         if not found:
             return min(DAY_MS, gap_ms)
         ((_, (q95,)),) = found.values()
-        return int(min(max(int(q95), DAY_MS), gap_ms))
+        # Whole days, rounded up: a threshold that moved with every new gap would flip
+        # some journey between ended and in progress at every refresh (a flicker in the
+        # map, and rows every kept view must count again).
+        whole_days = -(-int(q95) // DAY_MS) * DAY_MS
+        return int(min(max(whole_days, DAY_MS), gap_ms))
 
     def drop(self) -> None:
         if not self.table:

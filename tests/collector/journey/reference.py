@@ -219,8 +219,10 @@ def journeys_of(
             for journey in journeys
             for a, b in itertools.pairwise(journey.steps)
         ]
-        # Clamped to [1 day, gap_days]; when gap_days is under a day, it caps both.
-        lowest = 86400.0 if not gaps else max(86400.0, quantile(gaps, 0.95))
+        # Rounded up to whole days, clamped to [1 day, gap_days]; when gap_days is under
+        # a day, it caps both.
+        q95_days = math.ceil(quantile(gaps, 0.95) / 86400.0) if gaps else 1
+        lowest = max(86400.0, q95_days * 86400.0)
         end_after_seconds = min(lowest, settings.gap_days * 86400.0)
     for journey in journeys:
         journey.ended = seconds(as_of - journey.last_ts) > end_after_seconds
