@@ -45,7 +45,8 @@ _WRITES_A_SELECT = re.compile(
 """``INSERT INTO t [(columns)] <select>`` and ``CREATE TABLE t ENGINE = ... AS <select>``."""
 IN_MEMORY_MAX_EVENTS = 50_000_000
 """Above this many stored events (filtered or not), a build's working table goes to disk:
-~4 GB of memory at ~80 bytes per step is where disk becomes the safer trade."""
+~3.5 GB of memory at ~72 bytes per step (~6 GB for a kept map's rows, which also hold
+their events: ~125 bytes per step) is where disk becomes the safer trade."""
 SPILL_SETTINGS: dict[str, Any] = {
     "final": 1,
     # `max(last_ms) AS last_ms` must aggregate the column, not refer to itself.
@@ -58,7 +59,8 @@ SPILL_SHARE = 4
 engine may use (``max_server_memory_usage``). ClickHouse advises half of it for a lone
 GROUP BY; the persons statement runs two aggregations and two joins at once, and the kept
 rows of the map sit beside them. A fixed 1 GiB, used before, made the 10M-event build
-spill its persons and cost 9.0 s instead of 6.1 s, on a machine with 22 GiB to give."""
+spill its persons statement: 9.8 to 11.1 s against 8.3 to 9.0 s, on a machine with 22 GiB
+to give."""
 FALLBACK_SPILL_BYTES = 1 << 30
 """The threshold when the engine does not say how much memory it may use."""
 _spill_bytes: weakref.WeakKeyDictionary[Store, int] = weakref.WeakKeyDictionary()

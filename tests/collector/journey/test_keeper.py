@@ -258,7 +258,7 @@ def test_a_recomputed_persons_reread_events_do_not_recompute_them_again(
     assert (kept.last.persons_recomputed, kept.last.persons_appended) == (1, 0)
     seen = store.query(f"SELECT id, message_id FROM `{kept.kept.seen}`").result_rows
     assert seen == [("u1", "m2")]
-    kept.inbox_grace = timedelta(seconds=0.5)  # reads m7's inbox row again
+    kept.inbox_grace = timedelta(seconds=0.5)  # reads m2's inbox row again
     again = kept.build(as_of=AS_OF)
     assert (kept.last.persons_recomputed, kept.last.persons_appended) == (0, 0)
     assert_same_map(again, store, SETTINGS, MapFilters(), AS_OF)
