@@ -15,6 +15,10 @@ Each size runs in its own process on a fresh embedded store (clean peak-RSS numb
     comparison (the two maps must be equal: checked);
   * 1% more, concentrated: ten each for 1% of the persons, refreshed and checked the same
     way (what a refresh costs depends little on how many persons the events touch);
+  * steady: the same again twice, the first refresh untimed; the second is timed right
+    after it, as a collector's keeper refreshes after its previous refresh. The checks'
+    scratch builds slow the refresh that follows them (``docs/performance.md``), so the
+    two columns before this one are each measured after a scratch build or a full one;
   * anchors on the same 1M log, same run: one window-function directly-follows query in
     the engine, pandas groupby/shift, pm4py format_dataframe + discover_dfg (when installed:
     ``pip install pandas pm4py``).
@@ -199,6 +203,16 @@ def worker(size: int, out_path: str) -> None:
             generate_sql(10 * few, extra, few, size * 4, tag="c"),
             "1% more, ten each for 1% of the persons",
         )
+        # Steady state: one more concentrated batch refreshed untimed (after the check's
+        # scratch build above), then another, timed right after that refresh.
+        store.command(generate_sql(20 * few, extra, few, size * 5, tag="d"))
+        _settle(store)
+        keeper.build(as_of=as_of)
+        refresh(
+            "steady",
+            generate_sql(30 * few, extra, few, size * 6, tag="e"),
+            "1% more, ten each for 1% of the persons, right after another refresh",
+        )
         result["peak_rss_mib"] = round(_peak_rss_mib(), 1)
         result["rss_growth_during_builds_mib"] = round(_peak_rss_mib() - rss_before, 1)
         if size <= 2_000_000:
@@ -301,7 +315,8 @@ def main() -> int:
     header = (
         f"{'events':>12} {'persons':>10} {'full build':>11} {'+1% refresh':>12} {'ratio':>6} "
         f"{'updated':>9} {'appended':>9} {'+1% rebuild':>12} {'same map':>9} "
-        f"{'+1% to 1%':>10} {'ratio':>6} {'same map':>9} {'peak RSS':>9}"
+        f"{'+1% to 1%':>10} {'ratio':>6} {'same map':>9} {'steady':>8} {'ratio':>6} "
+        f"{'same map':>9} {'peak RSS':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -310,6 +325,8 @@ def main() -> int:
         row["refresh_ratio"] = round(ratio, 3)
         concentrated = row["concentrated_seconds"] / row["full_build_seconds"]
         row["concentrated_ratio"] = round(concentrated, 3)
+        steady = row["steady_seconds"] / row["full_build_seconds"]
+        row["steady_ratio"] = round(steady, 3)
         print(
             f"{row['events']:>12,} {row['persons']:>10,} {row['full_build_seconds']:>10.2f}s "
             f"{row['refresh_seconds']:>11.2f}s {ratio:>6.3f} "
@@ -318,6 +335,8 @@ def main() -> int:
             f"{'yes' if row['refresh_equals_rebuild'] else 'NO':>9} "
             f"{row['concentrated_seconds']:>9.2f}s {concentrated:>6.3f} "
             f"{'yes' if row['concentrated_equals_rebuild'] else 'NO':>9} "
+            f"{row['steady_seconds']:>7.2f}s {steady:>6.3f} "
+            f"{'yes' if row['steady_equals_rebuild'] else 'NO':>9} "
             f"{row['peak_rss_mib']:>7.0f}Mi"
         )
     if len(rows) >= 2:
