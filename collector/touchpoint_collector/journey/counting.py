@@ -181,8 +181,9 @@ def ranked(
     ties broken by `names` (SQL over ``key``) ascending.
 
     With a kept map's ledger, the counts per key (there can be as many keys as
-    journeys) stay in a table: a build adds the change's counts to it and ranks the
-    keys by their totals, naming only those that can make the list."""
+    journeys) stay in a table, and the leading keys' totals in the ledger
+    (:class:`~touchpoint_collector.journey.ledger.Ranking`): a build adds the change's
+    counts to the table and reads back the totals of the keys they moved only."""
     order = f"ORDER BY n DESC, {names} ASC LIMIT {{limit:UInt32}}"
     listed = "".join(f", {column}" for column in sums)
     book = ctx.ledger
@@ -192,17 +193,29 @@ def ranked(
             **params,
             limit=limit,
         )
+    depth = limit + tally_ledger.RANK_MARGIN
     sig = tally_ledger.signature(grouped, ctx.params(**params))
     kept = book.ranks.get(name)
     if book.change is not None and kept is not None and kept.signature == sig:
-        table = kept.table
-        changed = grouped(_changed_rows(ctx, book))
+        moved = quote_ident(f"{ctx.prefix}_{name}moved")
         ctx.command(
-            f"INSERT INTO {table} SELECT cityHash64(key) AS h, * FROM ({changed})",
+            f"CREATE TABLE {moved} ENGINE = Memory AS "
+            f"SELECT cityHash64(key) AS h, * FROM ({grouped(_changed_rows(ctx, book))})",
             ctx.params(**params),
         )
+        try:
+            ctx.command(f"INSERT INTO {kept.table} SELECT * FROM {moved}")
+            sql, bound = _moved_totals_sql(kept, moved, sums, names)
+            moved_totals = ctx.rows(sql, **params, **bound)
+        finally:
+            ctx.command(f"DROP TABLE IF EXISTS {moved} SYNC")
+        tally_ledger.merge_ranking(kept, moved_totals, depth)
         book.corrected.append(name)
         _compact_ranking(ctx, kept, sums)
+        found = tally_ledger.top_of(kept, limit)
+        if found is not None:
+            return found
+        book.recounted.append(f"{name} (ranked again)")
     else:
         table = quote_ident(f"{book.home}_{name}")
         ctx.command(f"DROP TABLE IF EXISTS {table} SYNC")
@@ -211,27 +224,56 @@ def ranked(
             f"SELECT cityHash64(key) AS h, * FROM ({grouped(ctx.live)})",
             ctx.params(**params),
         )
-        rows = int(ctx.rows(f"SELECT count() FROM {table}")[0][0])
-        book.ranks[name] = tally_ledger.Ranking(sig, table, rows)
+        stored = int(ctx.rows(f"SELECT count() FROM {table}")[0][0])
+        kept = book.ranks[name] = tally_ledger.Ranking(sig, table, stored)
         book.recounted.append(name)
     totals = "".join(f", sum({column}) AS {column}_" for column in sums)
     # Only keys with at least the list's smallest count can make it, and only those
     # need their key read and named (keys sharing a 64-bit hash would count as one).
-    candidates = f"""SELECT h, sum(n) AS n_{totals} FROM {table} GROUP BY h HAVING n_ > 0
-        ORDER BY n_ DESC LIMIT {{limit:UInt32}} WITH TIES"""
+    candidates = f"""SELECT h, sum(n) AS n_{totals} FROM {kept.table} GROUP BY h HAVING n_ > 0
+        ORDER BY n_ DESC LIMIT {{depth:UInt32}} WITH TIES"""
     # The candidates on the right: the join's hash table is built from them, and the
     # kept table is only streamed past it.
-    return ctx.rows(
-        f"""SELECT key_ AS key, n_ AS n{"".join(f", {c}_ AS {c}" for c in sums)}
+    rows = ctx.rows(
+        f"""SELECT h, key_ AS key, n_ AS n{"".join(f", {c}_ AS {c}" for c in sums)},
+                   {names} AS name_
         FROM (
-            SELECT any(t.key) AS key_, any(c.n_) AS n_{"".join(f", any(c.{c}_) AS {c}_" for c in sums)}
-            FROM {table} AS t JOIN ({candidates}) AS c ON t.h = c.h
+            SELECT t.h AS h, any(t.key) AS key_, any(c.n_) AS n_{"".join(f", any(c.{c}_) AS {c}_" for c in sums)}
+            FROM {kept.table} AS t JOIN ({candidates}) AS c ON t.h = c.h
             GROUP BY t.h
         )
-        {order}""",
+        ORDER BY n DESC, name_ ASC LIMIT {{depth:UInt32}}""",
         **params,
-        limit=limit,
+        depth=depth + 1,
     )
+    tally_ledger.record_ranking(kept, rows, depth)
+    found = tally_ledger.top_of(kept, limit)
+    assert found is not None  # ranked from every key
+    return found
+
+
+def _moved_totals_sql(
+    kept: tally_ledger.Ranking, moved: str, sums: list[str], names: str
+) -> tuple[str, dict[str, Any]]:
+    """The totals of the keys in `moved` that the ranking must take: those it holds, and
+    those that now rank before its bound (see ``ledger.merge_ranking``); and the
+    query's parameters."""
+    totals = "".join(f", sum({column}) AS {column}_" for column in sums)
+    wanted, params = "1", {}
+    if kept.bound is not None:
+        wanted = (
+            "h IN {rank_held:Array(UInt64)} OR n > {rank_n:Int64} "
+            "OR (n = {rank_n:Int64} AND name_ < {rank_name:String})"
+        )
+        params = {"rank_held": list(kept.top), "rank_n": -kept.bound[0], "rank_name": kept.bound[1]}
+    sql = f"""SELECT h, key_ AS key, n_ AS n{"".join(f", {c}_ AS {c}" for c in sums)},
+               {names} AS name_
+        FROM (
+            SELECT h, any(key) AS key_, sum(n) AS n_{totals} FROM {kept.table}
+            WHERE h IN (SELECT h FROM {moved}) GROUP BY h
+        )
+        WHERE {wanted}"""
+    return sql, params
 
 
 def _compact_ranking(ctx: BuildContext, kept: tally_ledger.Ranking, sums: list[str]) -> None:

@@ -69,14 +69,31 @@ class Recorded:
     """The candidate example persons of each key, smallest first."""
 
 
+RANK_MARGIN = 1000
+"""Keys a ranked view keeps in order beyond those it shows (:class:`Ranking`)."""
+
+
 @dataclass
 class Ranking:
     """A ranked view's kept counts: a table of (key hash, key, count, sums) rows, one per
-    key as recorded and one more per key and change since."""
+    key as recorded and one more per key and change since; and the leading keys' totals.
+
+    With about one key per journey, ranking the table's totals costs a full-map read at
+    every build. Instead the ranking keeps its best keys (:data:`RANK_MARGIN` more than
+    it shows) with their totals in `top`, and in `bound` the place of the best key left
+    out. A change's keys get their totals from the table by hash (a few of its rows):
+    those in `top` are updated there, and those now ranked before `bound` join it. The
+    keys left out did not change, so none of them ranks before `bound`, and the list is
+    right as long as its last key still ranks before `bound`; otherwise the table is
+    ranked again."""
 
     signature: tuple[Any, ...]
     table: str
     recorded_rows: int
+    top: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    """Per key hash: (key, count, sums..., name), totals over every change so far."""
+    bound: tuple[int, str] | None = None
+    """The place (:func:`place`) of the best key not in `top`; None: every key is."""
 
 
 @dataclass
@@ -229,6 +246,52 @@ def _hashable(value: Any) -> Any:
 
 def _unhashable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+# -- rankings ---------------------------------------------------------------------------------
+
+
+def place(count: int, name: str) -> tuple[int, str]:
+    """Where a key ranks: by count, largest first, then by name (``ORDER BY n DESC, name
+    ASC``; ClickHouse compares strings as bytes, which for UTF-8 is Python's order)."""
+    return (-int(count), name)
+
+
+def record_ranking(ranking: Ranking, rows: Sequence[tuple[Any, ...]], depth: int) -> None:
+    """Keep the first `depth` of `rows` ((hash, key, count, sums..., name), ranked, at
+    most ``depth + 1``: the next one is the bound)."""
+    ranking.top = {int(row[0]): tuple(row[1:]) for row in rows[:depth]}
+    ranking.bound = place(rows[depth][2], rows[depth][-1]) if len(rows) > depth else None
+
+
+def merge_ranking(ranking: Ranking, rows: Sequence[tuple[Any, ...]], depth: int) -> None:
+    """Take the totals `rows` ((hash, key, count, sums..., name)) of keys a change moved:
+    every one in `top`, and the others that now rank before `bound`. Past twice `depth`
+    keys, the last ones leave `top`, and `bound` moves up to the best of them."""
+    top = ranking.top
+    for row in rows:
+        if int(row[2]) > 0:
+            top[int(row[0])] = tuple(row[1:])
+        else:
+            top.pop(int(row[0]), None)
+    if len(top) <= 2 * depth:
+        return
+    ordered = sorted(top.items(), key=lambda item: place(item[1][1], item[1][-1]))
+    for h, _ in ordered[depth:]:
+        del top[h]
+    first_out = place(ordered[depth][1][1], ordered[depth][1][-1])
+    ranking.bound = first_out if ranking.bound is None else min(ranking.bound, first_out)
+
+
+def top_of(ranking: Ranking, limit: int) -> list[tuple[Any, ...]] | None:
+    """The first `limit` keys as (key, count, sums...); None when the keys kept cannot
+    tell them (the table must be ranked again)."""
+    found = sorted(ranking.top.values(), key=lambda v: place(v[1], v[-1]))
+    if limit and ranking.bound is not None:
+        last = place(found[limit - 1][1], found[limit - 1][-1]) if len(found) >= limit else None
+        if last is None or last >= ranking.bound:
+            return None
+    return [v[:-1] for v in found[:limit]]
 
 
 # -- exact quantiles -------------------------------------------------------------------------

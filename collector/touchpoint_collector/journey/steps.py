@@ -28,7 +28,8 @@ PERSON_COLUMNS: Final = (
     "dws, dwm"
 )
 """The columns of a person row (:func:`persons_sql`): what every view reads."""
-KEPT_COLUMNS: Final = f"{PERSON_COLUMNS}, ev_ts, ev_seq, ev_mid, ev_tp, ev_sg, ev_ch, ev_sc, ev_sti"
+EVENT_COLUMNS: Final = "ev_ts, ev_seq, ev_mid, ev_tp, ev_sg, ev_ch, ev_sc, ev_sti"
+KEPT_COLUMNS: Final = f"{PERSON_COLUMNS}, {EVENT_COLUMNS}"
 """A kept map's rows also hold their events (``with_events``): new ones are merged in
 without reading the person's events again, and a resend is told by its message id."""
 
@@ -523,7 +524,7 @@ def appended_sql(
         GROUP BY person
     ) AS n
     LEFT JOIN (
-        SELECT person, ids, ev_ts, ev_seq, ev_mid, ev_tp, ev_sg, ev_ch, ev_sc, ev_sti
+        SELECT person, ids, {EVENT_COLUMNS}
         FROM {kept}
         WHERE person IN (SELECT person FROM {news})
     ) AS k ON k.person = n.person

@@ -39,7 +39,7 @@ from touchpoint_collector.journey import (
     paths,
 )
 from touchpoint_collector.journey.context import BuildContext
-from touchpoint_collector.journey.keeper import MapKeeper
+from touchpoint_collector.journey.keeper import SEEN_KEY, MapKeeper
 from touchpoint_collector.journey.steps import PERSON_COLUMNS
 from touchpoint_collector.store import Store
 
@@ -109,8 +109,12 @@ def test_a_kept_map_equals_a_one_off_build_after_every_batch(
     store: Store, data: st.DataObject
 ) -> None:
     # Quantile windows of one value a side (not the whole of these few values): changes
-    # land below, inside and above them, and some run out.
-    with mock.patch.object(ledger, "WINDOW_MIN", data.draw(st.sampled_from([1, 500]))):
+    # land below, inside and above them, and some run out. Rankings that keep no key or
+    # two beyond those they show: keys leave them, and some run out.
+    with (
+        mock.patch.object(ledger, "WINDOW_MIN", data.draw(st.sampled_from([1, 500]))),
+        mock.patch.object(ledger, "RANK_MARGIN", data.draw(st.sampled_from([0, 2, 1000]))),
+    ):
         kept_map_equals_one_off_builds(store, data)
 
 
@@ -256,7 +260,11 @@ def test_a_recomputed_persons_reread_events_do_not_recompute_them_again(
     kept.build(as_of=AS_OF)
     assert kept.last is not None and kept.kept is not None
     assert (kept.last.persons_recomputed, kept.last.persons_appended) == (1, 0)
-    seen = store.query(f"SELECT id, message_id FROM `{kept.kept.seen}`").result_rows
+    seen = store.query(
+        f"""SELECT id, message_id FROM journey_inbox
+        WHERE {SEEN_KEY.format(id="id", message_id="message_id", arrived="arrived")}
+            IN (SELECT h FROM `{kept.kept.seen}`)"""
+    ).result_rows
     assert seen == [("u1", "m2")]
     kept.inbox_grace = timedelta(seconds=0.5)  # reads m2's inbox row again
     again = kept.build(as_of=AS_OF)

@@ -12,14 +12,19 @@ from touchpoint_collector.journey.ledger import (
     CANDIDATES,
     EXAMPLES,
     Examples,
+    Ranking,
     Spread,
     merge,
+    merge_ranking,
     merge_spread,
+    place,
     quantiles_of,
     rank,
     record,
+    record_ranking,
     record_spread,
     rows_of,
+    top_of,
 )
 
 PERSONS = st.sets(st.text("abcdef", min_size=1, max_size=3), max_size=60)
@@ -176,3 +181,67 @@ def test_a_window_s_end_values_leave_it() -> None:
     assert merge_spread(spread, [(1, 52, -1), (1, 48, -1)], 1, (0.5,)) == set()
     assert (window.lo, window.values) == (48, [49, 50, 51])
     assert quantiles_of(spread, (0.5,)) == {(1,): (98, [50])}
+
+
+# -- rankings ---------------------------------------------------------------------------------
+
+KEYS = st.sampled_from(["a", "b", "c", "d", "e", "f", "g", "ab", "ba", "…"])
+
+
+def ranked_rows(totals: dict[str, int]) -> list[tuple[object, ...]]:
+    """What the ranking query returns: (hash, key, count, name), ranked."""
+    found = [(hash(k), k, n, k) for k, n in totals.items() if n > 0]
+    return sorted(found, key=lambda row: place(int(row[2]), str(row[3])))
+
+
+@given(
+    start=st.dictionaries(KEYS, st.integers(1, 4)),
+    changes=st.lists(st.dictionaries(KEYS, st.integers(-3, 3), max_size=4), max_size=8),
+    limit=st.integers(0, 4),
+    margin=st.integers(0, 3),
+)
+def test_a_ranking_s_kept_keys_give_the_top_or_ask_for_a_recount(
+    start: dict[str, int], changes: list[dict[str, int]], limit: int, margin: int
+) -> None:
+    """Whatever the changes, the kept keys either give the exact first `limit` keys or
+    say they cannot (and the view ranks the table again)."""
+    depth = limit + margin
+    totals = dict(start)
+    ranking = Ranking(signature=(), table="t", recorded_rows=len(totals))
+    record_ranking(ranking, ranked_rows(totals)[: depth + 1], depth)
+    for change in changes:
+        for key, delta in change.items():
+            totals[key] = totals.get(key, 0) + delta
+        moved = [(hash(k), k, totals[k], k) for k in change]
+        # The query returns the moved keys held, and those ranking before the bound.
+        wanted = [
+            row
+            for row in moved
+            if row[0] in ranking.top
+            or ranking.bound is None
+            or place(int(row[2]), str(row[3])) < ranking.bound
+        ]
+        merge_ranking(ranking, wanted, depth)
+        truth = [row[1:3] for row in ranked_rows(totals)[:limit]]
+        found = top_of(ranking, limit)
+        if found is None:
+            record_ranking(ranking, ranked_rows(totals)[: depth + 1], depth)
+            found = top_of(ranking, limit)
+        assert found == truth
+        assert len(ranking.top) <= max(2 * depth, len(totals))
+
+
+def test_a_ranking_keeps_its_list_when_keys_below_it_change() -> None:
+    totals = {"a": 5, "b": 4, "c": 1, "d": 1}
+    ranking = Ranking(signature=(), table="t", recorded_rows=4)
+    record_ranking(ranking, ranked_rows(totals)[:3], 2)
+    assert ranking.bound == place(1, "c") and set(ranking.top) == {hash("a"), hash("b")}
+    merge_ranking(ranking, [(hash("e"), "e", 2, "e")], 2)  # a new key before the bound
+    assert top_of(ranking, 2) == [("a", 5), ("b", 4)]
+    merge_ranking(ranking, [(hash("a"), "a", 1, "a")], 2)  # the leader falls past it
+    assert top_of(ranking, 2) == [("b", 4), ("e", 2)]
+    merge_ranking(ranking, [(hash("b"), "b", 1, "b")], 2)
+    assert top_of(ranking, 2) == [("e", 2), ("a", 1)]  # "a" ranks before "c", the bound
+    merge_ranking(ranking, [(hash("a"), "a", 0, "a"), (hash("b"), "b", 0, "b")], 2)
+    # Second is now "c" or "d" (1 each, neither held): the table must be ranked again.
+    assert top_of(ranking, 2) is None
