@@ -161,6 +161,16 @@ class BuildContext:
             return f"(SELECT * FROM {table} WHERE rid NOT IN {quote_ident(self.dead)})"
         return table
 
+    def persons_where(self, condition: str) -> str:
+        """The live person rows that meet `condition`, as ``<table> WHERE ...``; for a
+        condition that keeps few rows, which ClickHouse tests first: testing the dead set
+        first copies every column read of nearly every row, the dead rows being spread
+        over the whole table (10,000 persons' kept rows at 10M events: 90 to 100 ms
+        against 24 ms)."""
+        table = quote_ident(self.table or f"{self.prefix}_persons")
+        live = f" AND rid NOT IN {quote_ident(self.dead)}" if self.dead else ""
+        return f"{table} WHERE ({condition}){live}"
+
     @property
     def live(self) -> str:
         """The person rows as views read them: the live rows, each with ``sign`` 1 and the

@@ -37,7 +37,7 @@ def tally(
     kept = book.views.get(name) if book else None
     if book and book.change is not None and kept is not None and kept.signature == sig:
         names, limits = tally_ledger.bounds(kept)
-        change = ctx.rows(sql(_changed_rows(ctx, book)), **params, ex_keys=names, ex_bounds=limits)
+        change = ctx.rows(sql(changed_rows(ctx, book)), **params, ex_keys=names, ex_bounds=limits)
         if tally_ledger.merge(kept, change, keys, examples):
             book.corrected.append(name)
             return tally_ledger.rows_of(kept, keys, examples)
@@ -80,7 +80,7 @@ def quantiles(
     sig = tally_ledger.signature(lambda rows: f"{values(rows)} {levels!r}", ctx.params(**params))
     kept = book.spreads.get(name)
     if book.change is not None and kept is not None and kept.signature == sig:
-        changed = _changed_rows(ctx, book, flags=flags)
+        changed = changed_rows(ctx, book, flags=flags)
         rows = ctx.rows(changes_sql(values(changed), keys), **params)
         kept.pending.extend(rows)
         lost = tally_ledger.merge_spread(kept, rows, len(keys), levels)
@@ -112,6 +112,37 @@ def quantiles(
     book.spreads[name] = kept
     book.recounted.append(name)
     return tally_ledger.quantiles_of(kept, levels)
+
+
+def extremes(ctx: BuildContext) -> tuple[int, int] | None:
+    """The live rows' first and last event times (ms); None when there are none.
+
+    Not sums: with a kept map's ledger, the previous build's are moved by the rows the
+    change added, unless it replaced a row holding one of them that no added row reaches
+    (then every live row is read again). The rows replaced are usually those of the
+    persons most recently active, which hold the last event; their new rows too."""
+    book = ctx.ledger
+    everything = f"SELECT count(), min(ts[1]), max(arrayMax(jlast)) FROM {ctx.persons}"
+    kept = book.extremes if book is not None else None
+    if book is not None and book.change is not None and kept is not None:
+        first, last = kept
+        found = ctx.rows(
+            f"""SELECT countIf(sign > 0), minIf(ts[1], sign > 0), maxIf(arrayMax(jlast), sign > 0),
+                   countIf(sign < 0 AND ts[1] <= {int(first)}),
+                   countIf(sign < 0 AND arrayMax(jlast) >= {int(last)})
+            FROM {changed_rows(ctx, book, flags=False)}"""
+        )[0]
+        added, low, high, lost_first, lost_last = (int(v) for v in found)
+        if (not lost_first or (added and low <= first)) and (
+            not lost_last or (added and high >= last)
+        ):
+            book.extremes = (min(first, low), max(last, high)) if added else kept
+            return book.extremes
+    count, low, high = (int(v) for v in ctx.rows(everything)[0])
+    found_extremes = (low, high) if count else None
+    if book is not None:
+        book.extremes = found_extremes
+    return found_extremes
 
 
 PENDING_MAX = 200_000
@@ -200,7 +231,7 @@ def ranked(
         moved = quote_ident(f"{ctx.prefix}_{name}moved")
         ctx.command(
             f"CREATE TABLE {moved} ENGINE = Memory AS "
-            f"SELECT cityHash64(key) AS h, * FROM ({grouped(_changed_rows(ctx, book))})",
+            f"SELECT cityHash64(key) AS h, * FROM ({grouped(changed_rows(ctx, book))})",
             ctx.params(**params),
         )
         try:
@@ -227,13 +258,52 @@ def ranked(
         stored = int(ctx.rows(f"SELECT count() FROM {table}")[0][0])
         kept = book.ranks[name] = tally_ledger.Ranking(sig, table, stored)
         book.recounted.append(name)
+    _rank(ctx, kept, sums, names, limit, depth, params)
+    found = tally_ledger.top_of(kept, limit)
+    assert found is not None  # ranked from every key
+    return found
+
+
+def _rank(
+    ctx: BuildContext,
+    kept: tally_ledger.Ranking,
+    sums: list[str],
+    names: str,
+    limit: int,
+    depth: int,
+    params: dict[str, Any],
+) -> None:
+    """Rank every key of `kept`'s table: keep the leading ones (at most `depth`) and the
+    bound on the others (``ledger.Ranking``), naming as few keys as can be.
+
+    The `depth` largest counts come first, unnamed (keys sharing a 64-bit hash would count
+    as one). The keys counting more than the next largest count rank before every other
+    key whatever their names, so naming them is enough, unless fewer than `limit` do:
+    with nearly one key per journey, most keys count 1. Then the keys counting at least
+    the list's smallest count are named and ranked (as many as tie with it)."""
     totals = "".join(f", sum({column}) AS {column}_" for column in sums)
-    # Only keys with at least the list's smallest count can make it, and only those
-    # need their key read and named (keys sharing a 64-bit hash would count as one).
-    candidates = f"""SELECT h, sum(n) AS n_{totals} FROM {kept.table} GROUP BY h HAVING n_ > 0
-        ORDER BY n_ DESC LIMIT {{depth:UInt32}} WITH TIES"""
+    grouped = f"SELECT h, sum(n) AS n_{totals} FROM {kept.table} GROUP BY h HAVING n_ > 0"
+    counts = ctx.rows(f"{grouped} ORDER BY n_ DESC LIMIT {{depth:UInt32}}", depth=depth + 1)
+    cut = int(counts[depth][1]) if len(counts) > depth else 0
+    leading = [row for row in counts if int(row[1]) > cut]
+    if len(leading) >= limit or not cut:
+        named = {
+            int(h): (key, name)
+            for h, key, name in ctx.rows(
+                f"""SELECT h, key_ AS key, {names} AS name_ FROM (
+                    SELECT h, any(key) AS key_ FROM {kept.table}
+                    WHERE h IN {{rank_held:Array(UInt64)}} GROUP BY h
+                )""",
+                **params,
+                rank_held=[int(row[0]) for row in leading],
+            )
+        }
+        rows = [(h, named[int(h)][0], n, *rest, named[int(h)][1]) for h, n, *rest in leading]
+        tally_ledger.keep_ranking(kept, rows, tally_ledger.place(cut, "") if cut else None)
+        return
     # The candidates on the right: the join's hash table is built from them, and the
     # kept table is only streamed past it.
+    candidates = f"{grouped} ORDER BY n_ DESC LIMIT {{limit:UInt32}} WITH TIES"
     rows = ctx.rows(
         f"""SELECT h, key_ AS key, n_ AS n{"".join(f", {c}_ AS {c}" for c in sums)},
                    {names} AS name_
@@ -244,12 +314,18 @@ def ranked(
         )
         ORDER BY n DESC, name_ ASC LIMIT {{depth:UInt32}}""",
         **params,
+        limit=limit,
         depth=depth + 1,
     )
-    tally_ledger.record_ranking(kept, rows, depth)
-    found = tally_ledger.top_of(kept, limit)
-    assert found is not None  # ranked from every key
-    return found
+    if len(rows) > depth:
+        tally_ledger.keep_ranking(
+            kept, rows[:depth], tally_ledger.place(rows[depth][2], rows[depth][-1])
+        )
+    else:  # every key counting at least the list's smallest count; the others count less
+        least = min(int(row[2]) for row in rows)
+        tally_ledger.keep_ranking(
+            kept, rows, tally_ledger.place(least - 1, "") if least > 1 else None
+        )
 
 
 def _moved_totals_sql(
@@ -266,12 +342,13 @@ def _moved_totals_sql(
             "OR (n = {rank_n:Int64} AND name_ < {rank_name:String})"
         )
         params = {"rank_held": list(kept.top), "rank_n": -kept.bound[0], "rank_name": kept.bound[1]}
-    sql = f"""SELECT h, key_ AS key, n_ AS n{"".join(f", {c}_ AS {c}" for c in sums)},
-               {names} AS name_
+    # The keys from `moved`: reading them from the table would filter its every row's.
+    sql = f"""SELECT h, key, n_ AS n{"".join(f", {c}_ AS {c}" for c in sums)}, {names} AS name_
         FROM (
-            SELECT h, any(key) AS key_, sum(n) AS n_{totals} FROM {kept.table}
+            SELECT h, sum(n) AS n_{totals} FROM {kept.table}
             WHERE h IN (SELECT h FROM {moved}) GROUP BY h
-        )
+        ) AS t
+        JOIN (SELECT h, any(key) AS key FROM {moved} GROUP BY h) AS m USING (h)
         WHERE {wanted}"""
     return sql, params
 
@@ -294,7 +371,7 @@ def _compact_ranking(ctx: BuildContext, kept: tally_ledger.Ranking, sums: list[s
     kept.recorded_rows = int(ctx.rows(f"SELECT count() FROM {kept.table}")[0][0])
 
 
-def _changed_rows(ctx: BuildContext, book: Ledger, *, flags: bool = True) -> str:
+def changed_rows(ctx: BuildContext, book: Ledger, *, flags: bool = True) -> str:
     """This build's changed rows, signed, as views read them (``ledger.signed_rows``):
     kept in a table made once, so that each view reads a few hundred thousand rows
     instead of filtering every row of the kept table again. With `flags`, including
@@ -362,8 +439,9 @@ def moved_sql(
     return (
         f"SELECT * EXCEPT (flip), toInt8(flip) AS sign FROM ("
         f"SELECT {PERSON_COLUMNS} FROM {table} "
-        f"WHERE rid < {int(change.born_from)} AND {live} AND arrayExists("
-        f"x -> ({int(a0)} - x > {int(e0)}) != ({int(a1)} - x > {int(e1)}), jlast)"
+        # The flip first: it keeps few rows (see `BuildContext.persons_where`).
+        f"WHERE arrayExists(x -> ({int(a0)} - x > {int(e0)}) != ({int(a1)} - x > {int(e1)}), jlast) "
+        f"AND rid < {int(change.born_from)} AND {live}"
         f") ARRAY JOIN [-1, 1] AS flip"
     )
 

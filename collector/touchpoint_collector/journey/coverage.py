@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from touchpoint_collector.journey.context import BuildContext
-from touchpoint_collector.journey.counting import tally
+from touchpoint_collector.journey.counting import extremes, tally
 from touchpoint_collector.journey.model import Coverage
 
 
@@ -22,8 +22,7 @@ def compute(ctx: BuildContext) -> Coverage:
         ),
         keys=0,
     )[0]
-    # Not sums: read from every live row (two columns of them).
-    first_ms, last_ms = ctx.rows(f"SELECT min(ts[1]), max(arrayMax(jlast)) FROM {ctx.persons}")[0]
+    bounds = extremes(ctx)
     return Coverage(
         events=int(events),
         persons=int(persons),
@@ -36,6 +35,6 @@ def compute(ctx: BuildContext) -> Coverage:
         goal_rate=converted / persons if persons else 0.0,
         as_of=datetime.fromtimestamp(ctx.as_of_ms / 1000, UTC),
         end_after_seconds=ctx.end_after_ms / 1000,
-        first_event=datetime.fromtimestamp(first_ms / 1000, UTC) if persons else None,
-        last_event=datetime.fromtimestamp(last_ms / 1000, UTC) if persons else None,
+        first_event=datetime.fromtimestamp(bounds[0] / 1000, UTC) if bounds else None,
+        last_event=datetime.fromtimestamp(bounds[1] / 1000, UTC) if bounds else None,
     )

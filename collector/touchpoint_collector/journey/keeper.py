@@ -200,7 +200,6 @@ class MapKeeper:
             kept = self.kept
             assert kept is not None
             kept.read_from = server_now
-            kept.rows = self._count_rows(kept)
             book = ctx.ledger = self.ledger
             book.corrected, book.recounted = [], []
             try:
@@ -212,6 +211,7 @@ class MapKeeper:
                 book.changed_rows = ""
             book.as_of_ms, book.end_after_ms = ctx.as_of_ms, ctx.end_after_ms
             book.change = None
+            kept.rows = built.coverage.persons  # one per live row
             self._forget_views(book.untouched())
             self._compact(ctx, kept)
         except BaseException:
@@ -367,8 +367,8 @@ class MapKeeper:
                 # once: a search reads the columns it takes of every kept row.
                 ctx.command(
                     f"CREATE TABLE {temp['old']} ENGINE = Memory AS "
-                    f"SELECT rid, person, ids, {EVENT_COLUMNS} FROM {ctx.persons} "
-                    f"WHERE person IN (SELECT person FROM {temp['news']})"
+                    f"SELECT rid, person, ids, {EVENT_COLUMNS} FROM "
+                    + ctx.persons_where(f"person IN (SELECT person FROM {temp['news']})")
                 )
             appended = self._appendable(ctx, kept, temp) if appending else 0
             recomputed = int(ctx.rows(f"SELECT count() FROM {temp['touched']}")[0][0])
@@ -458,7 +458,7 @@ class MapKeeper:
         ctx.command(
             f"""CREATE TABLE {persons} ENGINE = Memory AS
             SELECT DISTINCT person FROM (
-                SELECT person FROM {ctx.persons} ARRAY JOIN ids AS id WHERE id IN {scope}
+                SELECT person FROM {ctx.persons_where(f"arrayExists(x -> x IN {scope}, ids)")}
                 UNION ALL
                 SELECT if(l2.to_id != '', l2.to_id, if(l1.to_id != '', l1.to_id, a.id)) AS person
                 FROM (SELECT DISTINCT id FROM {ids}) AS a
@@ -526,7 +526,8 @@ class MapKeeper:
                     UNION ALL SELECT person AS id FROM {persons}
                     UNION ALL SELECT anonymous_id AS id FROM hop1
                     UNION ALL SELECT anonymous_id AS id FROM identities WHERE user_id IN hop1
-                    UNION ALL SELECT arrayJoin(ids) AS id FROM {ctx.persons} WHERE person IN {touched}
+                    UNION ALL
+                    SELECT arrayJoin(ids) AS id FROM {ctx.persons_where(f"person IN {touched}")}
                 )"""
             )
             # The scope's ids holding two rows of one message (resends not merged yet): only
@@ -561,7 +562,7 @@ class MapKeeper:
         table = quote_ident(kept.table)
         killed = quote_ident(kept.killed)
         replaced = (
-            [f"SELECT rid FROM {ctx.persons} WHERE person IN {touched}"] if recomputed else []
+            [f"SELECT rid FROM {ctx.persons_where(f'person IN {touched}')}"] if recomputed else []
         )
         if appended:
             replaced.append(f"SELECT rid FROM {temp['old']} WHERE person IN {appending}")

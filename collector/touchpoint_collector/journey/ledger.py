@@ -116,6 +116,9 @@ class Ledger:
     """The kept map's table prefix: ranked views keep their counts in tables named by it."""
     ranks: dict[str, Ranking] = field(default_factory=dict)
     """Every ranked view's table (see ``counting.ranked``)."""
+    extremes: tuple[int, int] | None = None
+    """The live rows' first and last event times (ms) as of the previous build, when
+    they had any (``counting.extremes``)."""
     corrected: list[str] = field(default_factory=list)
     """The views this build counted over the change only, and those it counted again
     over every live row (for logs, tests and the benchmark)."""
@@ -257,11 +260,13 @@ def place(count: int, name: str) -> tuple[int, str]:
     return (-int(count), name)
 
 
-def record_ranking(ranking: Ranking, rows: Sequence[tuple[Any, ...]], depth: int) -> None:
-    """Keep the first `depth` of `rows` ((hash, key, count, sums..., name), ranked, at
-    most ``depth + 1``: the next one is the bound)."""
-    ranking.top = {int(row[0]): tuple(row[1:]) for row in rows[:depth]}
-    ranking.bound = place(rows[depth][2], rows[depth][-1]) if len(rows) > depth else None
+def keep_ranking(
+    ranking: Ranking, rows: Sequence[tuple[Any, ...]], bound: tuple[int, str] | None
+) -> None:
+    """Keep `rows` ((hash, key, count, sums..., name)) as the leading keys, and `bound` as
+    the place of the best of the others (None: there are none)."""
+    ranking.top = {int(row[0]): tuple(row[1:]) for row in rows}
+    ranking.bound = bound
 
 
 def merge_ranking(ranking: Ranking, rows: Sequence[tuple[Any, ...]], depth: int) -> None:
