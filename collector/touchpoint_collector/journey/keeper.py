@@ -62,8 +62,8 @@ SEEN_KEY: Final = "cityHash64({id}, {message_id}, {arrived})"
 look-back reads against every row the previous builds merged, and a set of 64-bit
 numbers does that in 30 to 45 ms for 400,000 rows against 300,000, where a set of the
 three columns themselves took 150 to 200 ms (a 128-bit hash: 90 to 100 ms). Two rows
-that share a hash (about one chance in 10^9 per build) would skip a new event until
-the next full rebuild."""
+that share a hash (a few chances in 10^9 per build at 100,000 rows a batch) would skip a
+new event until the next full rebuild."""
 FULL_EVERY_SECONDS: Final = 3 * 3600.0
 FULL_ABOVE_SHARE: Final = 0.4
 """Past this share of the kept persons touched, a rebuild starts over instead: the update's
