@@ -37,7 +37,7 @@ def tally(
     kept = book.views.get(name) if book else None
     if book and book.change is not None and kept is not None and kept.signature == sig:
         names, limits = tally_ledger.bounds(kept)
-        change = ctx.rows(sql(changed_rows(ctx, book)), **params, ex_keys=names, ex_bounds=limits)
+        change = ctx.rows(sql(_changed_rows(ctx, book)), **params, ex_keys=names, ex_bounds=limits)
         if tally_ledger.merge(kept, change, keys, examples):
             book.corrected.append(name)
             return tally_ledger.rows_of(kept, keys, examples)
@@ -80,7 +80,7 @@ def quantiles(
     sig = tally_ledger.signature(lambda rows: f"{values(rows)} {levels!r}", ctx.params(**params))
     kept = book.spreads.get(name)
     if book.change is not None and kept is not None and kept.signature == sig:
-        changed = changed_rows(ctx, book, flags=flags)
+        changed = _changed_rows(ctx, book, flags=flags)
         rows = ctx.rows(changes_sql(values(changed), keys), **params)
         kept.pending.extend(rows)
         lost = tally_ledger.merge_spread(kept, rows, len(keys), levels)
@@ -130,7 +130,7 @@ def extremes(ctx: BuildContext) -> tuple[int, int] | None:
             f"""SELECT countIf(sign > 0), minIf(ts[1], sign > 0), maxIf(arrayMax(jlast), sign > 0),
                    countIf(sign < 0 AND ts[1] <= {int(first)}),
                    countIf(sign < 0 AND arrayMax(jlast) >= {int(last)})
-            FROM {changed_rows(ctx, book, flags=False)}"""
+            FROM {_changed_rows(ctx, book, flags=False)}"""
         )[0]
         added, low, high, lost_first, lost_last = (int(v) for v in found)
         if (not lost_first or (added and low <= first)) and (
@@ -231,7 +231,7 @@ def ranked(
         moved = quote_ident(f"{ctx.prefix}_{name}moved")
         ctx.command(
             f"CREATE TABLE {moved} ENGINE = Memory AS "
-            f"SELECT cityHash64(key) AS h, * FROM ({grouped(changed_rows(ctx, book))})",
+            f"SELECT cityHash64(key) AS h, * FROM ({grouped(_changed_rows(ctx, book))})",
             ctx.params(**params),
         )
         try:
@@ -371,7 +371,7 @@ def _compact_ranking(ctx: BuildContext, kept: tally_ledger.Ranking, sums: list[s
     kept.recorded_rows = int(ctx.rows(f"SELECT count() FROM {kept.table}")[0][0])
 
 
-def changed_rows(ctx: BuildContext, book: Ledger, *, flags: bool = True) -> str:
+def _changed_rows(ctx: BuildContext, book: Ledger, *, flags: bool = True) -> str:
     """This build's changed rows, signed, as views read them (``ledger.signed_rows``):
     kept in a table made once, so that each view reads a few hundred thousand rows
     instead of filtering every row of the kept table again. With `flags`, including

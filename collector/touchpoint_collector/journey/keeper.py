@@ -235,10 +235,8 @@ class MapKeeper:
             kept = self.kept
             for table in (kept.table, kept.dead, kept.seen, kept.killed):
                 self.store.command(f"DROP TABLE IF EXISTS {quote_ident(table)} SYNC")
-        for ranking in self.ledger.ranks.values():
-            self.store.command(f"DROP TABLE IF EXISTS {ranking.table} SYNC")
-        for spread in self.ledger.spreads.values():
-            self.store.command(f"DROP TABLE IF EXISTS {quote_ident(spread.table)} SYNC")
+        book = self.ledger
+        self._forget_views(sorted(book.views.keys() | book.spreads.keys() | book.ranks.keys()))
         self.kept = None
         self.ledger = Ledger()
 
