@@ -167,6 +167,7 @@ class Store:
     def __init__(self, target: StoreTarget, *, role: str = "touchpoint") -> None:
         self.target = target
         self._lock_dir = target.path
+        self._lane: Store | None = None
         if self._lock_dir is not None:
             _locks.acquire(self._lock_dir, {"pid": os.getpid(), "command": role})
         try:
@@ -198,6 +199,19 @@ class Store:
         for key, value in (settings or {}).items():
             client.set_client_setting(key, value)
         return client
+
+    def lane(self) -> Store:
+        """This store on another client (its own session), made once and kept: for work
+        that runs beside this client's, on another thread. Statements on one client wait
+        for each other; on two, the engine plans and runs them side by side. Closing the
+        lane closes its client only."""
+        lane = self._lane
+        if lane is None or lane._closed:
+            lane = object.__new__(Store)
+            lane.target, lane._lock_dir, lane._lane = self.target, None, None
+            lane._client, lane._closed = self.new_client(), False
+            self._lane = lane
+        return lane
 
     def advertise(self, **info: Any) -> None:
         """Tell other processes (via the lock file) how to reach the owner, e.g. its query URL."""
@@ -269,6 +283,8 @@ class Store:
         if getattr(self, "_closed", True):
             return
         self._closed = True
+        if self._lane is not None:
+            self._lane.close()
         with contextlib.suppress(Exception):
             self._client.close()
         self._release()

@@ -203,3 +203,23 @@ def test_second_process_gets_a_clear_lock_error_naming_the_holder(tmp_path: Path
         [sys.executable, "-c", OPENER, dsn], capture_output=True, text=True, timeout=60
     )
     assert out.stdout.strip() == "OPENED", out.stderr
+
+
+def test_a_lane_is_the_same_engine_on_a_client_of_its_own(store: Store) -> None:
+    """Map views run on two lanes at once: what one lane writes the other reads, the
+    lane is made once, and it runs beside the store's own client rather than behind it."""
+    lane = store.lane()
+    assert lane is store.lane()
+    assert lane.client is not store.client
+    lane.command("CREATE TABLE lane_probe (n UInt8) ENGINE = Memory")
+    try:
+        lane.command("INSERT INTO lane_probe VALUES (7)")
+        assert store.rows("SELECT n FROM lane_probe") == [(7,)]
+        # A session setting of one client does not leak into the other.
+        lane.command("SET max_threads = 1")
+        threads = "SELECT value FROM system.settings WHERE name = 'max_threads'"
+        assert lane.rows(threads) == [("1",)]
+        assert store.rows(threads) != [("1",)]
+    finally:
+        store.command("DROP TABLE IF EXISTS lane_probe SYNC")
+        lane.command("SET max_threads = DEFAULT")

@@ -18,7 +18,7 @@ import re
 import time
 import uuid
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -186,6 +186,12 @@ class BuildContext:
     def ended(self) -> str:
         """SQL: per journey of a person row, 1 when it has ended (``docs/journey-map.md``)."""
         return "arrayMap(x -> toUInt8(_as_of - x > _end_after), jlast)"
+
+    def beside(self) -> BuildContext:
+        """This build on the store's other client (:meth:`Store.lane`), sharing all else
+        (names, ledger, timings): for views run on another thread, once the figures every
+        view reads are settled (:meth:`finish`, and a kept map's change rows)."""
+        return replace(self, store=self.store.lane())
 
     def code(self, touchpoint: str) -> int:
         """A touchpoint's code; 0 (matching no step) for one not in the events."""

@@ -260,7 +260,11 @@ def ranked(
         book.recounted.append(name)
     _rank(ctx, kept, sums, names, limit, depth, params)
     found = tally_ledger.top_of(kept, limit)
-    assert found is not None  # ranked from every key
+    if found is None:
+        # Ranked from every key, so the last key shown ties in count and name with the
+        # best one left out (names collide only for touchpoints the taxonomy would refuse).
+        found = tally_ledger.top_of(kept, limit, bounded=False)
+    assert found is not None
     return found
 
 
@@ -369,6 +373,14 @@ def _compact_ranking(ctx: BuildContext, kept: tally_ledger.Ranking, sums: list[s
     ctx.command(f"EXCHANGE TABLES {fresh} AND {kept.table}")
     ctx.command(f"DROP TABLE {fresh} SYNC")
     kept.recorded_rows = int(ctx.rows(f"SELECT count() FROM {kept.table}")[0][0])
+
+
+def settle_changes(ctx: BuildContext) -> None:
+    """Make this build's change rows, ended flags included, if a kept map's update has a
+    change: views that run side by side then only read them."""
+    book = ctx.ledger
+    if book is not None and book.change is not None:
+        _changed_rows(ctx, book)
 
 
 def _changed_rows(ctx: BuildContext, book: Ledger, *, flags: bool = True) -> str:

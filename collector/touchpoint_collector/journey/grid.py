@@ -3,6 +3,8 @@ stage, feelings, pain points and opportunities down each column."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from touchpoint_collector.journey.context import BuildContext
 from touchpoint_collector.journey.counting import quantiles, tally
 from touchpoint_collector.journey.model import (
@@ -60,16 +62,20 @@ _ACTION = {
 }
 
 
-def compute(
-    ctx: BuildContext,
-    taxonomy: Taxonomy,
-    stages: list[StageRow],
-    stage_of: dict[str, str],
-    node_persons: dict[str, int],
-    persons_total: int,
-    pain_points: list[PainPoint],
-    drivers: list[Driver],
-) -> list[GridColumn]:
+@dataclass(frozen=True)
+class StageFigures:
+    """What the grid counts per stage (the rest comes from the other views)."""
+
+    channels: dict[str, list[tuple[str, int]]]
+    """Per stage: (channel, steps)."""
+    dwell: dict[str, int]
+    """Per stage: the median time in it (ms)."""
+    feelings: dict[str, tuple[float | None, int, int]]
+    """Per stage: the mean score, how many scores, persons with a negative touchpoint."""
+
+
+def measure(ctx: BuildContext) -> StageFigures:
+    """The grid's own queries: they need no other view, so they can run beside them."""
     channels: dict[str, list[tuple[str, int]]] = {}
     for stage_idx, channel, steps in tally(
         ctx, "channels", lambda rows: CHANNELS_SQL.format(persons=rows), keys=2
@@ -92,6 +98,20 @@ def compute(
             negative=ctx.codes(ctx.settings.negative_touchpoints),
         )
     }
+    return StageFigures(channels=channels, dwell=dwell, feelings=feelings)
+
+
+def compute(
+    figures: StageFigures,
+    taxonomy: Taxonomy,
+    stages: list[StageRow],
+    stage_of: dict[str, str],
+    node_persons: dict[str, int],
+    persons_total: int,
+    pain_points: list[PainPoint],
+    drivers: list[Driver],
+) -> list[GridColumn]:
+    channels, dwell, feelings = figures.channels, figures.dwell, figures.feelings
     columns = []
     for row in stages:
         stage = row.stage

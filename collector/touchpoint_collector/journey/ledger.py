@@ -288,11 +288,14 @@ def merge_ranking(ranking: Ranking, rows: Sequence[tuple[Any, ...]], depth: int)
     ranking.bound = first_out if ranking.bound is None else min(ranking.bound, first_out)
 
 
-def top_of(ranking: Ranking, limit: int) -> list[tuple[Any, ...]] | None:
+def top_of(ranking: Ranking, limit: int, *, bounded: bool = True) -> list[tuple[Any, ...]] | None:
     """The first `limit` keys as (key, count, sums...); None when the keys kept cannot
-    tell them (the table must be ranked again)."""
+    tell them (the table must be ranked again). Not `bounded`: the first of those kept,
+    whatever the bound (right after ranking the table, when the last key shown ties in
+    count and name with the best key left out: either may show, as in a one-off build,
+    whose ``ORDER BY`` picks one of them arbitrarily)."""
     found = sorted(ranking.top.values(), key=lambda v: place(v[1], v[-1]))
-    if limit and ranking.bound is not None:
+    if bounded and limit and ranking.bound is not None:
         last = place(found[limit - 1][1], found[limit - 1][-1]) if len(found) >= limit else None
         if last is None or last >= ranking.bound:
             return None

@@ -267,3 +267,14 @@ def test_a_ranking_keeps_its_list_when_keys_below_it_change() -> None:
     merge_ranking(ranking, [(hash("a"), "a", 0, "a"), (hash("b"), "b", 0, "b")], 2)
     # Second is now "c" or "d" (1 each, neither held): the table must be ranked again.
     assert top_of(ranking, 2) is None
+
+
+def test_keys_tying_in_count_and_name_at_the_bound_still_give_a_list() -> None:
+    """Two keys with one name (say a touchpoint named like a path) and one count, on either
+    side of the bound: the bound cannot tell them apart, so only an unbounded read gives
+    the list, with either key last (a one-off build's ``ORDER BY`` picks either too)."""
+    ranking = Ranking(signature=(), table="t", recorded_rows=3)
+    keep_ranking(ranking, [(1, "x", 5, "a"), (2, "y", 3, "a > b")], place(3, "a > b"))
+    assert top_of(ranking, 2) is None
+    assert top_of(ranking, 2, bounded=False) == [("x", 5), ("y", 3)]
+    assert top_of(ranking, 1) == [("x", 5)]  # the key shown ranks before the bound
