@@ -216,10 +216,10 @@ def test_a_lane_is_the_same_engine_on_a_client_of_its_own(store: Store) -> None:
         lane.command("INSERT INTO lane_probe VALUES (7)")
         assert store.rows("SELECT n FROM lane_probe") == [(7,)]
         # A session setting of one client does not leak into the other.
-        lane.command("SET max_threads = 1")
-        threads = "SELECT value FROM system.settings WHERE name = 'max_threads'"
-        assert lane.rows(threads) == [("1",)]
-        assert store.rows(threads) != [("1",)]
+        lane.command("SET max_block_size = 1234")
+        block = "SELECT value FROM system.settings WHERE name = 'max_block_size'"
+        assert lane.rows(block) == [("1234",)]
+        assert store.rows(block) != [("1234",)]
     finally:
         store.command("DROP TABLE IF EXISTS lane_probe SYNC")
-        lane.command("SET max_threads = DEFAULT")
+        lane.command("SET max_block_size = DEFAULT")

@@ -11,7 +11,14 @@ from datetime import UTC, datetime
 from touchpoint_collector.journey import coverage, drivers, flow, funnel, grid, pain, paths
 from touchpoint_collector.journey.context import BuildContext
 from touchpoint_collector.journey.counting import settle_changes
-from touchpoint_collector.journey.model import JourneyMap, MapFilters, MapSettings
+from touchpoint_collector.journey.model import (
+    BackwardMove,
+    JourneyMap,
+    MapFilters,
+    MapSettings,
+    PathVariant,
+    StageRow,
+)
 from touchpoint_collector.store import Store
 from touchpoint_schemas.taxonomy import Taxonomy
 
@@ -55,18 +62,13 @@ def assemble(ctx: BuildContext, taxonomy: Taxonomy | None, started: float) -> Jo
     cov = coverage.compute(ctx)
     settle_changes(ctx)  # what both lanes read, made before they start
     with ThreadPoolExecutor(1, thread_name_prefix="map-views") as pool:
-        beside = ctx.beside()
-        funnel_done = pool.submit(funnel.compute, beside)
-        paths_done = pool.submit(paths.compute, beside, cov.journeys)
-        grid_done = pool.submit(grid.measure, beside)
+        other_lane = pool.submit(_other_lane, ctx.beside(), cov.journeys)
         nodes, edges, buckets = flow.compute(ctx, cov.persons)
         flagged = {n.id for n in nodes if n.cross_cutting}
         driver_rows = drivers.compute(ctx, flagged, cov.persons, cov.converted_persons)
         stage_of = buckets.touchpoint_stage
         pain_points = pain.compute(ctx, stage_of, cov.persons, cov.converted_persons)
-        stages, backward = funnel_done.result()
-        variants, to_goal = paths_done.result()
-        figures = grid_done.result()
+        (stages, backward), (variants, to_goal), figures = other_lane.result()
     columns = grid.compute(
         figures,
         taxonomy or Taxonomy.standard(),
@@ -93,3 +95,15 @@ def assemble(ctx: BuildContext, taxonomy: Taxonomy | None, started: float) -> Jo
         pain_points=pain_points,
         grid=columns,
     )
+
+
+def _other_lane(
+    ctx: BuildContext, journeys: int
+) -> tuple[
+    tuple[list[StageRow], list[BackwardMove]],
+    tuple[list[PathVariant], PathVariant | None],
+    grid.StageFigures,
+]:
+    """The second lane: the views that need no figures but coverage's, one after another
+    (one failing stops the lane)."""
+    return funnel.compute(ctx), paths.compute(ctx, journeys), grid.measure(ctx)

@@ -35,6 +35,7 @@ from touchpoint_collector.journey import (
     MapFilters,
     MapSettings,
     build_map,
+    grid,
     ledger,
     paths,
 )
@@ -632,6 +633,35 @@ def test_a_failed_update_starts_over(
     with pytest.raises(RuntimeError):
         kept.build(as_of=AS_OF)
     assert kept.kept is None
+    monkeypatch.undo()
+    built = kept.build(as_of=AS_OF)
+    assert kept.last is not None and kept.last.mode == "full"
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+
+
+def test_a_view_failing_in_the_other_lane_fails_the_build_and_starts_over(
+    store: Store, kept: MapKeeper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The paths run on the second lane's thread: their error reaches the caller, the views
+    left to run there are not run, and the half-corrected figures are dropped."""
+    write_log(store, [track("u2", "purchase", 2 * DAY, "m7")])
+    ran: list[str] = []
+    real_measure = grid.measure
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("lost the connection")
+
+    def measure(ctx: Any) -> grid.StageFigures:
+        ran.append("grid")
+        return real_measure(ctx)
+
+    monkeypatch.setattr(paths, "compute", broken)
+    monkeypatch.setattr(grid, "measure", measure)
+    time.sleep(PAST_GRACE)
+    with pytest.raises(RuntimeError, match="lost the connection"):
+        kept.build(as_of=AS_OF)
+    assert kept.kept is None
+    assert not ran  # after the paths on the other lane: not run
     monkeypatch.undo()
     built = kept.build(as_of=AS_OF)
     assert kept.last is not None and kept.last.mode == "full"
