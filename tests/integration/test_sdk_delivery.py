@@ -240,15 +240,16 @@ def test_flush_against_a_hung_collector_returns_on_time(clients: ClientFactory, 
     started = time.monotonic()
     pending = client.flush(0.5)
     elapsed = time.monotonic() - started
+    # Bounds far from the hang (20 to 30 s) and loose against this VM's hiccups.
     assert pending == 20
-    assert 0.45 <= elapsed < 0.8
+    assert 0.45 <= elapsed < 2.0
     started = time.monotonic()
     assert client.shutdown(0.5) == 20  # not delivered
-    assert time.monotonic() - started < 0.8
+    assert time.monotonic() - started < 2.0
     assert sorted(losses.ids("shutdown")) == sorted(ids)
     assert client.stats().shutdown == 20
     started = time.monotonic()
     assert client.shutdown(0.5) == 0  # idempotent, and immediate the second time
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 0.4
     assert sink.ids() == {}
     sink.release()

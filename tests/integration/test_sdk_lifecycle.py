@@ -119,9 +119,17 @@ def test_parent_and_child_each_deliver_their_own_events_exactly_once(sink: Sink,
     assert {senders[mid] for mid in child["ids"]} == {"child"}
 
 
+SLOW_SINK_SECONDS = 0.6
+"""How long the sink takes per request in the test below. A client that sent inline would
+stall the caller and the loop at least this long; anything much shorter is this VM's own
+hiccups (a 0.18 s one has been seen under load), not the client."""
+BLOCKED = 0.75 * SLOW_SINK_SECONDS
+
+
 async def test_tracking_never_blocks_the_event_loop(clients: ClientFactory, sink: Sink) -> None:
-    """Every request takes 0.3 s; a client that sent inline would stall the loop that long."""
-    sink.fault = Fault(delay=0.3)
+    """Every request takes `SLOW_SINK_SECONDS`; a client that sent inline would stall the
+    loop that long."""
+    sink.fault = Fault(delay=SLOW_SINK_SECONDS)
     client = clients(flush_at=500)
     lags: list[float] = []
     done = asyncio.Event()
@@ -139,7 +147,7 @@ async def test_tracking_never_blocks_the_event_loop(clients: ClientFactory, sink
                 started = time.monotonic()
                 ids.append(client.track("u", "Product Viewed", {"n": 1}))
                 slowest = max(slowest, time.monotonic() - started)
-                if slowest > 0.1:  # a blocking call: fail now, not after 2000 of them
+                if slowest > BLOCKED:  # a blocking call: fail now, not after 2000 of them
                     done.set()
                     return ids, slowest
             await asyncio.sleep(0.01)
@@ -150,11 +158,11 @@ async def test_tracking_never_blocks_the_event_loop(clients: ClientFactory, sink
     ticking = asyncio.create_task(ticker())
     ids, slowest = await app()
     await ticking
-    assert slowest < 0.1, slowest
+    assert slowest < BLOCKED, slowest
     assert set(sink.ids()) == set(ids)
     assert len(sink.requests) >= 2  # the slow requests happened while the loop ran
     assert len(lags) > 50
-    assert max(lags) < 0.1, max(lags)
+    assert max(lags) < BLOCKED, max(lags)
 
 
 SPOOLING_SCRIPT = """
