@@ -50,7 +50,11 @@ def test_every_segment_endpoint_stores_its_event(collector: CollectorProcess) ->
         ],
     )
     assert len(rows) == 6
-    links = collector.query("SELECT anonymous_id, user_id, kind FROM identities ORDER BY kind")
+    # The loader inserts a segment's identities after its events: wait for them too.
+    links = collector.wait_until(
+        "SELECT anonymous_id, user_id, kind FROM identities ORDER BY kind",
+        [["a0", "u1", "alias"], ["a1", "u1", "identify"]],
+    )
     assert links == [["a0", "u1", "alias"], ["a1", "u1", "identify"]]
     props = collector.query(
         "SELECT properties, traits FROM events WHERE message_id IN ('t1', 'g1') ORDER BY message_id"
