@@ -8,7 +8,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from touchpoint_collector.journey import coverage, drivers, flow, funnel, grid, pain, paths
+from touchpoint_collector.journey import (
+    coverage,
+    drivers,
+    flow,
+    funnel,
+    grid,
+    pain,
+    paths,
+    transitions,
+)
 from touchpoint_collector.journey.context import BuildContext
 from touchpoint_collector.journey.counting import settle_changes
 from touchpoint_collector.journey.model import (
@@ -63,11 +72,12 @@ def assemble(ctx: BuildContext, taxonomy: Taxonomy | None, started: float) -> Jo
     settle_changes(ctx)  # what both lanes read, made before they start
     with ThreadPoolExecutor(1, thread_name_prefix="map-views") as pool:
         other_lane = pool.submit(_other_lane, ctx.beside(), cov.journeys)
+        pair_medians = transitions.medians(ctx)  # read by the flow's edges, and pain points
         nodes, edges, buckets = flow.compute(ctx, cov.persons)
         flagged = {n.id for n in nodes if n.cross_cutting}
         driver_rows = drivers.compute(ctx, flagged, cov.persons, cov.converted_persons)
         stage_of = buckets.touchpoint_stage
-        pain_points = pain.compute(ctx, stage_of, cov.persons, cov.converted_persons)
+        pain_points = pain.compute(ctx, stage_of, cov.persons, cov.converted_persons, pair_medians)
         (stages, backward), (variants, to_goal), figures = other_lane.result()
     columns = grid.compute(
         figures,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from touchpoint_collector.journey import transitions as pair_times
 from touchpoint_collector.journey.context import BuildContext
-from touchpoint_collector.journey.counting import quantiles, tally
+from touchpoint_collector.journey.counting import Rekeyed, quantiles, tally
 from touchpoint_collector.journey.model import Edge, Node
 from touchpoint_collector.journey.steps import STAGE_NAMES
 
@@ -88,13 +89,12 @@ ARRAY JOIN pairs AS pair, pair_ms AS ms, goal_after AS goal, arrayEnumerateUniq(
 GROUP BY pair
 """
 
-# The timed transitions, for their median and p90 (``counting.quantiles``).
-EDGE_TIMES_SQL = """
-SELECT pair, ms AS v, sign
-FROM ({walk})
-ARRAY JOIN pairs AS pair, pair_ms AS ms
-WHERE ms >= 0
-"""
+# An edge's code from a touchpoint pair's (``transitions.PAIRS``): its timed transitions are
+# the pair's under the touchpoints' node codes (``Buckets.node_ids``).
+EDGE_OF_PAIR = """
+toUInt32(transform(toUInt16(intDiv(pair, 65536)), {tp_codes:Array(UInt16)}, {node_codes:Array(UInt16)}, toUInt16(0))) * 65536
++ transform(toUInt16(pair % 65536), {tp_codes:Array(UInt16)}, {node_codes:Array(UInt16)}, toUInt16(0))
+AS edge"""
 
 
 class Buckets:
@@ -213,14 +213,24 @@ def compute(ctx: BuildContext, persons_total: int) -> tuple[list[Node], list[Edg
         )
     )
     out_total: dict[str, int] = {}
+    # Run after ``pair_times.medians``: the edges' times are its values under node keys.
+    node_of_code = dict(zip(params["tp_codes"], params["node_codes"], strict=True))
     times = {
-        int(pair): median_p90
-        for (pair,), (_, median_p90) in quantiles(
+        int(edge): median_p90
+        for (edge,), (_, median_p90) in quantiles(
             ctx,
             "edge_times",
-            lambda rows: EDGE_TIMES_SQL.format(walk=walk(rows)),
-            ["pair"],
+            pair_times.values,
+            ["edge"],
             (0.5, 0.9),
+            of=Rekeyed(
+                pair_times.NAME,
+                EDGE_OF_PAIR,
+                lambda key: (
+                    node_of_code.get(key[0] // 65536, 0) * 65536
+                    + node_of_code.get(key[0] % 65536, 0),
+                ),
+            ),
             **params,
         ).items()
     }

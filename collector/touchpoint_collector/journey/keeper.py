@@ -201,7 +201,7 @@ class MapKeeper:
             assert kept is not None
             kept.read_from = server_now
             book = ctx.ledger = self.ledger
-            book.corrected, book.recounted = [], []
+            book.corrected, book.recounted, book.value_changes = [], [], {}
             try:
                 ctx.finish()
                 built = assemble(ctx, self.taxonomy, started)

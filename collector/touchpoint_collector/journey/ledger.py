@@ -123,6 +123,10 @@ class Ledger:
     """The views this build counted over the change only, and those it counted again
     over every live row (for logs, tests and the benchmark)."""
     recounted: list[str] = field(default_factory=list)
+    value_changes: dict[str, list[tuple[Any, ...]] | None] = field(default_factory=dict)
+    """Per quantile view run in this build: its change's (keys, value, count change) rows
+    when it was corrected, None when it was counted again (its table then holds one row
+    per value). A view over another's values (``counting.Rekeyed``) starts from these."""
 
     def untouched(self) -> list[str]:
         """The kept views this build neither corrected nor counted again: their figures
@@ -340,6 +344,8 @@ class Spread:
     """Rows in `table`..."""
     compacted: int = 0
     """... and after it was last summed up."""
+    keys: tuple[str, ...] = ()
+    """The key columns of `table`."""
 
 
 def rank(level: float, n: int) -> int:

@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from touchpoint_collector.journey.context import BuildContext
-from touchpoint_collector.journey.counting import examples_sql, quantiles, tally
+from touchpoint_collector.journey.counting import examples_sql, tally
 from touchpoint_collector.journey.ledger import Examples
 from touchpoint_collector.journey.model import PainPoint
+from touchpoint_collector.journey.transitions import PAIRS
 
 KIND_ORDER = ("dropoff", "slow_step", "loop", "post_goal_issue", "low_score")
 
@@ -33,28 +34,13 @@ WHERE t != {{goal_code:UInt16}}
 GROUP BY t
 """
 
-# Adjacent steps (a * 65536 + b) and the time between them; `occ` = 1 at a person's first.
-PAIRS = """
-SELECT person, sign,
-       arrayFilter(
-           (x, p) -> p > 1,
-           arrayMap((a, b) -> toUInt32(a) * 65536 + b, arrayPushFront(arrayPopBack(tp), toUInt16(0)), tp),
-           pos
-       ) AS pairs,
-       arrayFilter((d, p) -> p > 1, arrayDifference(ts), pos) AS pair_ms
-FROM {persons}
-"""
+# Per pair of adjacent touchpoints (``transitions.PAIRS``): steps, and persons (`occ` = 1 at
+# a person's first).
 SLOW_SQL = """
 SELECT pair, sum(sign) AS steps, sumIf(sign, occ = 1) AS persons, {examples}
 FROM ({pairs})
 ARRAY JOIN pairs AS pair, arrayEnumerateUniq(pairs) AS occ
 GROUP BY pair
-"""
-# ... and their times, for the median (``counting.quantiles``).
-SLOW_TIMES_SQL = """
-SELECT pair, ms AS v, sign
-FROM ({pairs})
-ARRAY JOIN pairs AS pair, pair_ms AS ms
 """
 # `lp`: per person, the touchpoints with two or more steps in one journey.
 LOOP_SQL = """
@@ -108,7 +94,10 @@ def compute(
     stage_of: dict[str, str],
     persons_total: int,
     converted_total: int,
+    pair_medians: dict[tuple[Any, ...], tuple[int, list[int]]],
 ) -> list[PainPoint]:
+    """The pain points; `pair_medians`: the median time per touchpoint pair
+    (``transitions.medians``)."""
     found: list[PainPoint] = []
 
     def with_examples(
@@ -185,13 +174,6 @@ def compute(
 
     # slow steps, against the typical step of the same stage (a delivery taking days is
     # normal after a purchase; a demo taking days to schedule is not)
-    pair_medians = quantiles(
-        ctx,
-        "slow_times",
-        lambda rows: SLOW_TIMES_SQL.format(pairs=PAIRS.format(persons=rows)),
-        ["pair"],
-        (0.5,),
-    )
     slow = [
         (ctx.name(pair // 65536), ctx.name(pair % 65536), persons, medians[0], examples)
         for pair, _, persons, examples in with_examples(

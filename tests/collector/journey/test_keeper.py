@@ -384,6 +384,73 @@ def test_a_quantile_whose_window_ran_out_is_counted_again_from_its_values_table(
         assert not store.query(f"EXISTS TABLE `{spread.table}`").result_rows[0][0]
 
 
+def test_edge_times_are_the_step_pair_times_under_node_keys(store: Store) -> None:
+    """The flow's edge times come from the step-pair times' values (``counting.Rekeyed``):
+    corrected by their change when the nodes stay, counted again from the step pairs'
+    values table (holding corrected counts, not one row per value) when the nodes move.
+    With one touchpoint per stage drawn, ad clicks overtake site visits in the second
+    batch, and the two swap places with ``other:awareness``."""
+    clear(store)
+    hour = DAY // 24
+    settings = msgspec.structs.replace(SETTINGS, top_n=1)
+
+    def person(n: int, first: str, hours: int) -> list[LogEvent]:
+        return [
+            track(f"u{n}", first, 0, f"m{n}a"),
+            track(f"u{n}", "product_viewed", hours * hour, f"m{n}b"),
+        ]
+
+    def medians(built: JourneyMap) -> dict[tuple[str, str], float | None]:
+        return {
+            (e.source, e.target): e.median_seconds
+            for e in built.edges
+            if e.target == "product_viewed"
+        }
+
+    write_log(store, [*person(1, "site_visit", 1), *person(2, "site_visit", 2)])
+    write_log(store, person(3, "ad_click", 3))
+    keeper = MapKeeper(store, settings, inbox_grace=GRACE, full_above_share=ALWAYS_UPDATE)
+    built = keeper.build(as_of=AS_OF)
+    assert medians(built) == {
+        ("site_visit", "product_viewed"): 2 * 3600.0,
+        ("other:awareness", "product_viewed"): 3 * 3600.0,
+    }
+    expected = (
+        # Nodes move: site visits (1 h, 2 h) become other:awareness; ad clicks are 3 h and
+        # three of 1 h, which the step pairs' table holds as one row counting 3.
+        (
+            ((4, 1), (5, 1), (6, 1)),
+            "recounted",
+            {
+                ("ad_click", "product_viewed"): 1 * 3600.0,
+                ("other:awareness", "product_viewed"): 2 * 3600.0,
+            },
+        ),
+        # Nodes stay: one more ad click (7 h), from the change alone.
+        (
+            ((7, 7),),
+            "corrected",
+            {
+                ("ad_click", "product_viewed"): 1 * 3600.0,
+                ("other:awareness", "product_viewed"): 2 * 3600.0,
+            },
+        ),
+    )
+    for batch, how, wanted in expected:
+        write_log(store, [e for n, hours in batch for e in person(n, "ad_click", hours)])
+        time.sleep(PAST_GRACE)
+        built = keeper.build(as_of=AS_OF)
+        assert keeper.last is not None and keeper.last.mode == "incremental"
+        assert "slow_times" in keeper.last.views_corrected
+        done = keeper.last.views_recounted if how == "recounted" else keeper.last.views_corrected
+        assert "edge_times" in done
+        assert medians(built) == wanted
+        assert_same_map(built, store, settings, MapFilters(), AS_OF)
+    # ... without a statement of its own
+    assert not [label for label, _ in keeper.last.timings if label.startswith("SELECT edge")]
+    keeper.forget()
+
+
 def test_example_persons_follow_an_identity_merge(store: Store, kept: MapKeeper) -> None:
     """A looping anonymous device is the example; once identified, its user is instead."""
     write_log(
