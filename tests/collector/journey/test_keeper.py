@@ -331,6 +331,54 @@ def test_path_counts_are_kept_in_a_table_summed_up_as_it_grows(
     assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
 
 
+def test_a_variant_left_out_of_the_ranking_enters_it_when_its_count_rises(
+    store: Store,
+) -> None:
+    """One variant shown and none kept beyond it: visit > product (2 journeys) leads, the
+    signup and the ad click (1 each) are left out. Two more signups, then three ad
+    clicks while two signups turn into signup > visit: each time a key left out rises
+    past the leader and must be read back from the table to take its place."""
+    clear(store)
+    settings = msgspec.structs.replace(SETTINGS, path_limit=1)
+
+    def shown(built: JourneyMap) -> list[tuple[list[str], int]]:
+        return [(p.steps, p.journeys) for p in built.paths]
+
+    write_log(
+        store,
+        [
+            track("u1", "site_visit", 0, "m1"),
+            track("u1", "product_viewed", DAY, "m2"),
+            track("u2", "site_visit", 0, "m3"),
+            track("u2", "product_viewed", DAY, "m4"),
+            track("u3", "newsletter_signup", 0, "m5"),
+            track("u4", "ad_click", 0, "m6"),
+        ],
+    )
+    with mock.patch.object(ledger, "RANK_MARGIN", 0):
+        keeper = MapKeeper(store, settings, inbox_grace=GRACE, full_above_share=ALWAYS_UPDATE)
+        built = keeper.build(as_of=AS_OF)
+        assert shown(built) == [(["site_visit", "product_viewed"], 2)]
+        assert keeper.ledger.ranks["variants"].bound is not None  # keys were left out
+        batches = [
+            [track(f"u{n}", "newsletter_signup", 0, f"s{n}") for n in (5, 6)],
+            [
+                *(track(f"u{n}", "ad_click", 0, f"c{n}") for n in (7, 8, 9)),
+                *(track(f"u{n}", "site_visit", DAY, f"v{n}") for n in (5, 6)),
+            ],
+        ]
+        for batch, leader, journeys in zip(
+            batches, ["newsletter_signup", "ad_click"], [3, 4], strict=True
+        ):
+            write_log(store, batch)
+            time.sleep(PAST_GRACE)
+            built = keeper.build(as_of=AS_OF)
+            assert keeper.last is not None and "variants" in keeper.last.views_corrected
+            assert shown(built) == [([leader], journeys)]
+            assert_same_map(built, store, settings, MapFilters(), AS_OF)
+        keeper.forget()
+
+
 def test_a_quantile_whose_window_ran_out_is_counted_again_from_its_values_table(
     store: Store,
 ) -> None:
