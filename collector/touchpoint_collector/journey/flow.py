@@ -53,11 +53,11 @@ SELECT
                 arrayMap(e -> toUInt16(if(e = 1, 2, 3)), ended)) AS walk,
     arrayConcat(rep, arrayWithConstant(length(jf) * 2, toUInt32(0))) AS walk_repeats,
     arrayConcat(
-        arrayMap((k, p) -> toUInt32(if(p = 1, 1, nodes[k - 1])) * 65536 + nodes[k], arrayEnumerate(nodes), pos),
+        arrayMap((before, n, p) -> toUInt32(if(p = 1, 1, before)) * 65536 + n, arrayPushFront(arrayPopBack(nodes), toUInt16(0)), nodes, pos),
         arrayMap((f, l, e) -> toUInt32(nodes[f + l - 1]) * 65536 + if(e = 1, 2, 3), jf, jl, ended)
     ) AS pairs,
     arrayConcat(
-        arrayMap((k, p) -> if(p = 1, toInt64(-1), ts[k] - ts[k - 1]), arrayEnumerate(nodes), pos),
+        arrayMap((d, p) -> if(p = 1, toInt64(-1), d), arrayDifference(ts), pos),
         arrayWithConstant(length(jf), toInt64(-1))
     ) AS pair_ms,
     arrayConcat(

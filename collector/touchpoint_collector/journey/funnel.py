@@ -8,25 +8,35 @@ from touchpoint_collector.journey.counting import quantiles, tally
 from touchpoint_collector.journey.model import BackwardMove, StageRow
 from touchpoint_collector.journey.steps import STAGE_NAMES
 
-# Per person, one element per stage s (0-4): reached, dropped (an ended journey's last step
-# is in s), converted (a journey went on from s to s + 1) and how many journeys did (the
-# person rows' `fds`: the s of each journey's move from s to s + 1). Summed element-wise
-# over signed rows (-ForEach, see ledger.py), so no row is repeated per stage.
-FUNNEL_SQL = """
+
+def _per_stage(condition: str) -> str:
+    """One element per stage ``s``: signed rows where `condition` (over ``s``) holds."""
+    return (
+        "["
+        + ", ".join(f"sum(sign * {condition.format(s=s)})" for s in range(len(STAGE_NAMES)))
+        + "]"
+    )
+
+
+# Per stage s: persons who reached it, who dropped there (an ended journey's last step is
+# in s), who converted (a journey went on from s to s + 1) and how many journeys did (the
+# person rows' `fds`: the s of each journey's move from s to s + 1). A column per stage
+# rather than arrays mapped over the stages: a lambda copies the arrays it captures once
+# per element, which made this view 2.5x slower at 10M events (0.22 s against 0.085 s).
+FUNNEL_SQL = f"""
 SELECT sum(sign) AS rows,
-       sumForEach(arrayMap(x -> x * sign, reached)) AS persons,
-       sumForEach(arrayMap(s -> toInt64(has(fds, s)) * sign, range(5))) AS converted,
-       sumForEach(arrayMap(s -> toInt64(countEqual(fds, s)) * sign, range(5))) AS journeys_converted,
-       sumForEach(arrayMap(x -> x * sign, dropped)) AS dropped
+       {_per_stage("bitTest(reached, {s})")} AS persons,
+       {_per_stage("has(fds, {s})")} AS converted,
+       {_per_stage("countEqual(fds, {s})")} AS journeys_converted,
+       {_per_stage("has(dropped_in, {s})")} AS dropped
 FROM (
     SELECT
-        arrayMap(s -> toInt64(has(sg, s)), range(5)) AS reached,
-        arrayMap(
-            s -> toInt64(arrayExists((f, l, e) -> e = 1 AND sg[f + l - 1] = s, jf, jl, {ended})),
-            range(5)
-        ) AS dropped,
-        fds, sign
-    FROM {persons}
+        arrayReduce(
+            'groupBitOr', arrayMap(x -> if(x >= 0, bitShiftLeft(toUInt8(1), x), toUInt8(0)), sg)
+        ) AS reached,
+        arrayMap((f, l, e) -> if(e = 1, sg[f + l - 1], toInt8(-1)), jf, jl, {{ended}}) AS dropped_in,
+        fds, toInt64(sign) AS sign
+    FROM {{persons}}
 )
 """
 

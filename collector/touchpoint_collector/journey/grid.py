@@ -42,7 +42,7 @@ SELECT about_stage,
        sumIf(sign, score IS NOT NULL) AS scores,
        sumIf(sign, negative = 1 AND negative_occ = 1) AS negative_persons
 FROM (
-    SELECT arrayMap((k, p) -> if(p > 1, sg[k - 1], sg[k]), arrayEnumerate(sg), pos) AS about,
+    SELECT arrayMap((before, s, p) -> if(p > 1, before, s), arrayPushFront(arrayPopBack(sg), toInt8(-1)), sg, pos) AS about,
            arrayMap(t -> toUInt8(has({{negative:Array(UInt16)}}, t)), tp) AS negatives,
            sc, sign
     FROM {persons}

@@ -65,7 +65,7 @@ GROUP BY t
 SCORED = """
 SELECT person, sign,
        arrayFilter((a, s) -> s IS NOT NULL,
-                   arrayMap((k, p) -> if(p > 1, tp[k - 1], tp[k]), arrayEnumerate(tp), pos), sc) AS about,
+                   arrayMap((before, t, p) -> if(p > 1, before, t), arrayPushFront(arrayPopBack(tp), toUInt16(0)), tp, pos), sc) AS about,
        arrayMap(s -> toUInt8(assumeNotNull(s) <= {{low:Float32}}), arrayFilter(s -> s IS NOT NULL, sc)) AS low
 FROM {persons}
 """
