@@ -610,11 +610,12 @@ class MapKeeper:
             SELECT {SEEN_KEY.format(id="person_id", message_id="mid", arrived="arrived")}, arrived
             FROM {temp["news"]} WHERE person IN {merged}
             UNION ALL
-            SELECT {SEEN_KEY.format(id="n.person_id", message_id="n.mid", arrived="n.arrived")}, n.arrived
-            FROM (SELECT * FROM {temp["news"]} WHERE person NOT IN {merged}) AS n
-            JOIN (SELECT person, ev_mid FROM {temp["rows"]} WHERE person NOT IN {merged}) AS r
-              ON r.person = n.person
-            WHERE has(r.ev_mid, n.mid)""",
+            SELECT {SEEN_KEY.format(id="person_id", message_id="mid", arrived="arrived")}, arrived
+            FROM {temp["news"]} WHERE person NOT IN {merged} AND (person, mid) IN (
+                -- a set of (person, message) pairs: joining each new event to its
+                -- person's row instead copies the row's messages once per new event
+                SELECT person, arrayJoin(ev_mid) FROM {temp["rows"]} WHERE person NOT IN {merged}
+            )""",
             final=False,
         )
 

@@ -334,45 +334,63 @@ def _rows_sql(source: str, order: str, *, with_events: bool) -> str:
         if with_events
         else ""
     )
+    # Each person's events put in order: `o` lists them in order, and sorting a column by
+    # each event's place (`o_at`) orders it. Sorting by an integer costs less than picking
+    # `u_x[i]` for each `i` of `o` in a lambda, which copies the whole captured array
+    # once per element (n² values per person and column). The same goes for every lambda
+    # below: none captures an array of the person's events or steps.
     ordered = f"""
     SELECT
         person,
         ids,{events}
-        u_sg, u_ch, u_sc,
         length(u_ts) AS n,
         {order} AS o,
-        arrayMap(i -> u_ts[i], o) AS e_ts,
-        arrayMap(i -> u_tp[i], o) AS e_tp,
-        arrayPushFront(arrayCumSum(arrayMap(i -> u_sti[i], o)), 0) AS e_sti_before
+        arraySort((i, at) -> at, arrayEnumerate(o), o) AS o_at,
+        arraySort((x, at) -> at, u_ts, o_at) AS e_ts,
+        arraySort((x, at) -> at, u_tp, o_at) AS e_tp,
+        arraySort((x, at) -> at, u_sg, o_at) AS e_sg,
+        arraySort((x, at) -> at, u_ch, o_at) AS e_ch,
+        arraySort((x, at) -> at, u_sc, o_at) AS e_sc,
+        arrayPushFront(arrayCumSum(arraySort((x, at) -> at, u_sti, o_at)), 0) AS e_sti_before
     FROM {source}
     """
     starts = f"""
     SELECT
         *,
         -- journeys start at a gap, steps where the touchpoint changes or a journey starts
-        arrayMap(i -> toUInt8(i = 1 OR e_ts[i] - e_ts[i - 1] > {{gap_ms:Int64}}), range(1, n + 1)) AS e_nj,
+        arrayMap(
+            (d, i) -> toUInt8(i = 1 OR d > {{gap_ms:Int64}}), arrayDifference(e_ts), arrayEnumerate(e_ts)
+        ) AS e_nj,
         arrayCumSum(e_nj) AS e_jid,
-        arrayFilter(i -> e_nj[i] = 1 OR e_tp[i] != e_tp[i - 1], range(1, n + 1)) AS e_start,
-        arrayFilter(i -> e_nj[i] = 1, range(1, n + 1)) AS e_jstart
+        arrayMap(
+            (nj, t, before) -> toUInt8(nj = 1 OR t != before),
+            e_nj, e_tp, arrayPushFront(arrayPopBack(e_tp), toUInt16(0))
+        ) AS e_is,
+        arrayFilter((i, s) -> s = 1, arrayEnumerate(e_is), e_is) AS e_start,
+        arrayFilter((i, nj) -> nj = 1, arrayEnumerate(e_nj), e_nj) AS e_jstart
     FROM ({ordered})
     """
     steps = f"""
     SELECT
         *,
         arrayPushBack(arraySlice(e_start, 2), n + 1) AS e_end,
-        arrayMap(s -> e_tp[s], e_start) AS tp,
-        arrayMap(s -> u_sg[o[s]], e_start) AS sg,
-        arrayMap(s -> u_ch[o[s]], e_start) AS ch,
-        arrayMap(s -> e_ts[s], e_start) AS ts,
-        arrayMap(e -> e_ts[e - 1], e_end) AS lt,
+        arrayFilter((x, s) -> s = 1, e_tp, e_is) AS tp,
+        arrayFilter((x, s) -> s = 1, e_sg, e_is) AS sg,
+        arrayFilter((x, s) -> s = 1, e_ch, e_is) AS ch,
+        arrayFilter((x, s) -> s = 1, e_ts, e_is) AS ts,
+        -- a step's last event: the event before the next step's first, or the last one
+        arrayFilter((x, s) -> s = 1, e_ts, arrayPushBack(arraySlice(e_is, 2), toUInt8(1))) AS lt,
         arrayMap((s, e) -> toUInt32(e - s), e_start, e_end) AS rep,
-        arrayMap(x -> if(isNaN(x), NULL, x), arrayMap(s -> u_sc[o[s]], e_start)) AS sc,
-        arrayMap(s -> toUInt32(e_jid[s]), e_start) AS jn,
-        arrayFilter(k -> e_nj[e_start[k]] = 1, arrayEnumerate(e_start)) AS jf,
+        arrayMap(x -> if(isNaN(x), NULL, x), arrayFilter((x, s) -> s = 1, e_sc, e_is)) AS sc,
+        arrayMap(j -> toUInt32(j), arrayFilter((j, s) -> s = 1, e_jid, e_is)) AS jn,
+        arrayFilter((nj, s) -> s = 1, e_nj, e_is) AS step_nj,
+        arrayFilter((k, nj) -> nj = 1, arrayEnumerate(step_nj), step_nj) AS jf,
         -- stitched journeys: a stitched event between the journey's first and last event
+        -- (`e_sti_before`: stitched events before each event, and before the end)
+        arrayFilter((v, nj) -> nj = 1, arrayPopBack(e_sti_before), e_nj) AS j_sti_before,
         arrayMap(
-            (a, b) -> toUInt8(e_sti_before[b] > e_sti_before[a]),
-            e_jstart, arrayPushBack(arraySlice(e_jstart, 2), n + 1)
+            (a, b) -> toUInt8(b > a),
+            j_sti_before, arrayPushBack(arraySlice(j_sti_before, 2), e_sti_before[-1])
         ) AS jsti
     FROM ({starts})
     """
@@ -380,7 +398,11 @@ def _rows_sql(source: str, order: str, *, with_events: bool) -> str:
     SELECT
         *,
         arrayMap((f, x) -> toUInt32(x - f), jf, arrayPushBack(arraySlice(jf, 2), length(tp) + 1)) AS jl,
-        arrayMap((k, j) -> toUInt32(k - jf[j] + 1), arrayEnumerate(tp), jn) AS pos,
+        arrayMap(
+            (k, f) -> toUInt32(k - f + 1),
+            arrayEnumerate(tp),
+            arrayFill(x -> x != 0, arrayMap((k, nj) -> if(nj = 1, k, 0), arrayEnumerate(step_nj), step_nj))
+        ) AS pos,
         arrayMap((t, s) -> toUInt8(t = {{goal_code:UInt16}} OR s = {{goal_stage_idx:Int8}}), tp, sg) AS g,
         -- dwell: per (journey, stage) with a stage, the stage (`dws`) and the time from its
         -- first step to its last step's last event (`dwm`); keys journey * 8 + stage + 1,
@@ -391,19 +413,28 @@ def _rows_sql(source: str, order: str, *, with_events: bool) -> str:
     return f"""
     SELECT
         *,
-        arrayMap((f, l) -> lt[f + l - 1], jf, jl) AS jlast,
+        arrayFilter((t, e) -> e = 1, lt, arrayPushBack(arraySlice(step_nj, 2), toUInt8(1))) AS jlast,
         -- the stage funnel's times: for each step in a stage s + 1 > 0, the first step of
-        -- its journey in s (`f_prev`, 0: none; keys are journey * 8 + stage + 1); the
-        -- first such step after it per (journey, s + 1) gives one time from s to s + 1.
-        -- Flat, not per stage and journey: a lambda's captured arrays are copied once per
-        -- element it maps, and nesting them cost a second per 10M events.
-        arrayMap((key, s) -> if(s >= 1, indexOf(d_keys, key - 1), 0), d_keys, sg) AS f_prev,
-        arrayFilter((k, a) -> a > 0 AND a < k, arrayEnumerate(d_keys), f_prev) AS f_hits,
+        -- its journey in s (found through `f_prev_key`, 0: none; keys are journey * 8 +
+        -- stage + 1); the first such step after it per (journey, s + 1) gives one time
+        -- from s to s + 1. `f_keys` holds each key once, with its first step (`f_at`) and
+        -- that step's time (`f_ts`): the lookups capture a few values per journey, not
+        -- the person's n steps (which a lambda would copy n times: a person with 30,000
+        -- steps took 12 GB).
+        arrayFilter((x, o) -> o = 1, d_keys, d_occ) AS f_keys,
+        arrayFilter((i, o) -> o = 1, arrayEnumerate(d_keys), d_occ) AS f_at,
+        arrayFilter((t, o) -> o = 1, ts, d_occ) AS f_ts,
+        arrayMap((key, s) -> if(s >= 1, indexOf(f_keys, key - 1), 0), d_keys, sg) AS f_prev_key,
+        arrayMap((k, i) -> toUInt8(i > 0 AND f_at[i] < k), arrayEnumerate(d_keys), f_prev_key) AS f_hit,
+        arrayEnumerateUniq(arrayFilter((x, h) -> h = 1, d_keys, f_hit)) AS f_hit_occ,
         arrayFilter(
-            (k, o) -> o = 1, f_hits, arrayEnumerateUniq(arrayMap(k -> d_keys[k], f_hits))
-        ) AS f_first,
-        arrayMap(k -> toInt8(sg[k] - 1), f_first) AS fds,
-        arrayMap(k -> ts[k] - ts[f_prev[k]], f_first) AS fdt,
+            (s, o) -> o = 1, arrayFilter((s, h) -> h = 1, arrayMap(x -> toInt8(x - 1), sg), f_hit), f_hit_occ
+        ) AS fds,
+        arrayFilter(
+            (d, o) -> o = 1,
+            arrayFilter((d, h) -> h = 1, arrayMap((t, i) -> t - f_ts[i], ts, f_prev_key), f_hit),
+            f_hit_occ
+        ) AS fdt,
         -- touchpoints with two or more steps in one journey (loops and rework)
         arrayDistinct(arrayFilter((t, o) -> o >= 2, tp, arrayEnumerateUniq(jn, tp))) AS lp,
         -- issue touchpoints within the window after a goal step of the same journey: per
