@@ -238,7 +238,7 @@ def persons_sql(
 
     Events are gathered per stored id as numbers only (names become codes through a
     dictionary-level ``transform``), resolved to their person per id rather than per
-    event, and ordered per person by sorting an index once.
+    event, and ordered per person by sorting an index once (and each column by it).
     """
     _row_params(params, gap_days, goal_code, goal_stage_idx, post_goal_codes, post_goal_ms)
     tp_code = _code_map("touchpoint", touchpoints, params, "tp")
