@@ -322,6 +322,22 @@ def _row_params(
     params["post_goal_ms"] = post_goal_ms
 
 
+_FIRSTS_IN_STAGE: Final = "\n".join(
+    f"""        arrayFill(
+            a -> a.1 != 0,
+            arrayMap(
+                (k, t, s, o, nj) -> if(
+                    o = 1 AND s = {v}, (toInt64(k), t), (if(nj = 1, toInt64(-1), toInt64(0)), toInt64(0))
+                ),
+                arrayEnumerate(sg), ts, sg, d_occ, step_nj
+            )
+        ) AS f_from_{v},"""
+    for v in range(len(STAGE_NAMES) - 1)
+)
+"""Per stage s but the last, `f_from_<s>`: per step, (place, time) of the first step of
+stage s in its journey up to it (see :func:`_rows_sql`)."""
+
+
 def _rows_sql(source: str, order: str, *, with_events: bool) -> str:
     """The person rows (see :func:`persons_sql`) from `source`: per person, ``ids`` and
     unsorted parallel arrays of their events ``u_ts`` (time, ms), ``u_seq``, ``u_mid``,
@@ -415,24 +431,28 @@ def _rows_sql(source: str, order: str, *, with_events: bool) -> str:
         *,
         arrayFilter((t, e) -> e = 1, lt, arrayPushBack(arraySlice(step_nj, 2), toUInt8(1))) AS jlast,
         -- the stage funnel's times: for each step in a stage s + 1 > 0, the first step of
-        -- its journey in s (found through `f_prev_key`, 0: none; keys are journey * 8 +
-        -- stage + 1); the first such step after it per (journey, s + 1) gives one time
-        -- from s to s + 1. `f_keys` holds each key once, with its first step (`f_at`) and
-        -- that step's time (`f_ts`): the lookups capture a few values per journey, not
-        -- the person's n steps (which a lambda would copy n times: a person with 30,000
-        -- steps took 12 GB).
-        arrayFilter((x, o) -> o = 1, d_keys, d_occ) AS f_keys,
-        arrayFilter((i, o) -> o = 1, arrayEnumerate(d_keys), d_occ) AS f_at,
-        arrayFilter((t, o) -> o = 1, ts, d_occ) AS f_ts,
-        arrayMap((key, s) -> if(s >= 1, indexOf(f_keys, key - 1), 0), d_keys, sg) AS f_prev_key,
-        arrayMap((k, i) -> toUInt8(i > 0 AND f_at[i] < k), arrayEnumerate(d_keys), f_prev_key) AS f_hit,
+        -- its journey in s before it (`f_prev`: its place and time; place 0 or -1: none);
+        -- the first such step per (journey, s + 1) gives one time from s to s + 1.
+        -- `f_from_<s>` carries the first step of stage s of the journey so far forward
+        -- (-1 from each journey start until there is one): a scan, where looking it up
+        -- would capture an array in a lambda, which copies it once per element (a person
+        -- with 30,000 steps took 12 GB, and one with 3,000 journeys 5.6 GiB).
+{_FIRSTS_IN_STAGE}
+        arrayMap(
+            (s, {", ".join(f"a{v}" for v in range(len(STAGE_NAMES) - 1))}) -> multiIf(
+                {", ".join(f"s = {v + 1}, a{v}" for v in range(len(STAGE_NAMES) - 1))},
+                (toInt64(0), toInt64(0))
+            ),
+            sg, {", ".join(f"f_from_{v}" for v in range(len(STAGE_NAMES) - 1))}
+        ) AS f_prev,
+        arrayMap(a -> toUInt8(a.1 > 0), f_prev) AS f_hit,
         arrayEnumerateUniq(arrayFilter((x, h) -> h = 1, d_keys, f_hit)) AS f_hit_occ,
         arrayFilter(
             (s, o) -> o = 1, arrayFilter((s, h) -> h = 1, arrayMap(x -> toInt8(x - 1), sg), f_hit), f_hit_occ
         ) AS fds,
         arrayFilter(
             (d, o) -> o = 1,
-            arrayFilter((d, h) -> h = 1, arrayMap((t, i) -> t - f_ts[i], ts, f_prev_key), f_hit),
+            arrayFilter((d, h) -> h = 1, arrayMap((t, a) -> t - a.2, ts, f_prev), f_hit),
             f_hit_occ
         ) AS fdt,
         -- touchpoints with two or more steps in one journey (loops and rework)
