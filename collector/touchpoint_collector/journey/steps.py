@@ -111,10 +111,12 @@ def steps_sql(filters: MapFilters, gap_days: float, params: dict[str, Any]) -> s
 
     Each person's events are gathered into one array and sorted there (a small sort per
     person instead of one global sort); journeys start where the gap exceeds `gap_ms`,
-    steps where the touchpoint changes or a journey starts, and one ARRAY JOIN over the
-    step starts yields the steps. The array names carry an ``a_`` prefix because ClickHouse
-    resolves aliases across the whole query: an array called ``ts`` would shadow the
-    output column of the same name.
+    steps where the touchpoint changes or a journey starts. Each step's columns are
+    filtered into arrays of their own and ARRAY JOINed side by side: reading ``a[st]``
+    after an ARRAY JOIN over the step starts would copy every event array of the person
+    once per step, as a lambda that captures one does once per element. The array names
+    carry prefixes because ClickHouse resolves aliases across the whole query: an array
+    called ``ts`` would shadow the output column of the same name.
     """
     params["gap_ms"] = int(gap_days * 86_400_000)
     resolved = resolved_sql(event_filter(filters, params))
@@ -122,18 +124,18 @@ def steps_sql(filters: MapFilters, gap_days: float, params: dict[str, Any]) -> s
     return f"""
     SELECT
         person,
-        toUInt32(a_jid[st]) AS journey,
-        toUInt32(k - a_jfirst[k] + 1) AS step,
-        a_tp[st] AS touchpoint,
-        a_sg[st] AS stage,
-        toInt8(indexOf({STAGE_ARRAY}, a_sg[st]) - 1) AS stage_idx,
-        a_ch[st] AS channel,
-        fromUnixTimestamp64Milli(a_ts[st], 'UTC') AS ts,
-        a_ts[st] AS ts_ms,
-        a_ts[en - 1] AS last_ms,
-        toUInt32(en - st) AS repeats,
-        arrayMax(arraySlice(a_sti, st, en - st)) AS stitched,
-        a_sc[st] AS score
+        toUInt32(j_journey) AS journey,
+        j_step AS step,
+        j_tp AS touchpoint,
+        j_sg AS stage,
+        toInt8(indexOf({STAGE_ARRAY}, j_sg) - 1) AS stage_idx,
+        j_ch AS channel,
+        fromUnixTimestamp64Milli(j_ts, 'UTC') AS ts,
+        j_ts AS ts_ms,
+        j_last AS last_ms,
+        j_repeats AS repeats,
+        j_stitched AS stitched,
+        j_sc AS score
     FROM (
         SELECT
             person,
@@ -143,22 +145,40 @@ def steps_sql(filters: MapFilters, gap_days: float, params: dict[str, Any]) -> s
             ))) AS evs,
             arrayMap(x -> x.1, evs) AS a_ts,
             arrayMap(x -> x.4, evs) AS a_tp,
-            arrayMap(x -> x.5, evs) AS a_sg,
-            arrayMap(x -> x.6, evs) AS a_ch,
-            arrayMap(x -> x.7, evs) AS a_sc,
-            arrayMap(x -> x.8, evs) AS a_sti,
             length(evs) AS n,
             arrayMap(
-                i -> toUInt8(i = 1 OR a_ts[i] - a_ts[i - 1] > {{gap_ms:Int64}}), range(1, n + 1)
+                (d, i) -> toUInt8(i = 1 OR d > {{gap_ms:Int64}}), arrayDifference(a_ts), arrayEnumerate(a_ts)
             ) AS a_nj,
-            arrayCumSum(a_nj) AS a_jid,
-            arrayFilter(i -> a_nj[i] = 1 OR a_tp[i] != a_tp[i - 1], range(1, n + 1)) AS a_starts,
-            arrayPushBack(arraySlice(a_starts, 2), n + 1) AS a_ends,
-            -- for each step, the index of its journey's first step
-            arrayFill(
-                x -> x != 0,
-                arrayMap((st, k) -> if(a_nj[st] = 1, k, 0), a_starts, arrayEnumerate(a_starts))
-            ) AS a_jfirst
+            arrayMap(
+                (nj, t, before) -> toUInt8(nj = 1 OR t != before),
+                a_nj, a_tp, arrayPushFront(arrayPopBack(a_tp), '')
+            ) AS a_is,
+            arrayFilter((i, s) -> s = 1, arrayEnumerate(a_is), a_is) AS a_starts,
+            -- stitched events before each event, and before the end
+            arrayPushFront(arrayCumSum(arrayMap(x -> x.8, evs)), 0) AS a_sti_before,
+            arrayFilter((v, s) -> s = 1, arrayPopBack(a_sti_before), a_is) AS s_sti_before,
+            arrayFilter((nj, s) -> s = 1, a_nj, a_is) AS s_nj,
+            -- per step: the columns below, as arrays to ARRAY JOIN in parallel
+            arrayFilter((j, s) -> s = 1, arrayCumSum(a_nj), a_is) AS s_journey,
+            arrayMap(
+                (k, f) -> toUInt32(k - f + 1),
+                arrayEnumerate(s_nj),
+                arrayFill(x -> x != 0, arrayMap((k, nj) -> if(nj = 1, k, 0), arrayEnumerate(s_nj), s_nj))
+            ) AS s_step,
+            arrayFilter((x, s) -> s = 1, a_tp, a_is) AS s_tp,
+            arrayFilter((x, s) -> s = 1, arrayMap(x -> x.5, evs), a_is) AS s_sg,
+            arrayFilter((x, s) -> s = 1, arrayMap(x -> x.6, evs), a_is) AS s_ch,
+            arrayFilter((x, s) -> s = 1, a_ts, a_is) AS s_ts,
+            -- a step's last event: the event before the next step's first, or the last one
+            arrayFilter((x, s) -> s = 1, a_ts, arrayPushBack(arraySlice(a_is, 2), toUInt8(1))) AS s_last,
+            arrayMap(
+                (a, b) -> toUInt32(b - a), a_starts, arrayPushBack(arraySlice(a_starts, 2), n + 1)
+            ) AS s_repeats,
+            arrayMap(
+                (a, b) -> toUInt8(b > a),
+                s_sti_before, arrayPushBack(arraySlice(s_sti_before, 2), a_sti_before[-1])
+            ) AS s_stitched,
+            arrayFilter((x, s) -> s = 1, arrayMap(x -> x.7, evs), a_is) AS s_sc
         FROM (
             SELECT person, person_id, timestamp, ingest_seq, message_id, touchpoint, stage,
                    channel, score
@@ -167,7 +187,9 @@ def steps_sql(filters: MapFilters, gap_days: float, params: dict[str, Any]) -> s
         )
         GROUP BY person
     )
-    ARRAY JOIN a_starts AS st, a_ends AS en, arrayEnumerate(a_starts) AS k
+    ARRAY JOIN s_journey AS j_journey, s_step AS j_step, s_tp AS j_tp, s_sg AS j_sg,
+               s_ch AS j_ch, s_ts AS j_ts, s_last AS j_last, s_repeats AS j_repeats,
+               s_stitched AS j_stitched, s_sc AS j_sc
     """
 
 
