@@ -267,11 +267,9 @@ def _stored_values(
     value (``v``)."""
     head = "".join(f"{k}, " for k in keys)
     where = "1"
-    if lost is None:
-        pass
-    elif len(keys) == 1:
+    if lost is not None and len(keys) == 1:
         where = f"{keys[0]} IN ({', '.join(str(int(key[0])) for key in sorted(lost))})"
-    elif keys:
+    elif lost is not None and keys:
         listed = ", ".join(f"({', '.join(str(int(p)) for p in key)})" for key in sorted(lost))
         where = f"({', '.join(keys)}) IN ({listed})"
     return f"""SELECT {head}v FROM (

@@ -458,7 +458,7 @@ def _rows_sql(source: str, order: str, *, with_events: bool) -> str:
         -- `f_from_<s>` carries the first step of stage s of the journey so far forward
         -- (-1 from each journey start until there is one): a scan, where looking it up
         -- would capture an array in a lambda, which copies it once per element (a person
-        -- with 30,000 steps took 12 GB, and one with 3,000 journeys 5.6 GiB).
+        -- with 30,000 steps took 12 GB, and one with 3,000 journeys asked for 2 GiB).
 {_FIRSTS_IN_STAGE}
         arrayMap(
             (s, {", ".join(f"a{v}" for v in range(len(STAGE_NAMES) - 1))}) -> multiIf(
