@@ -13,7 +13,7 @@ from touchpoint_collector.journey import transitions as pair_times
 from touchpoint_collector.journey.context import BuildContext
 from touchpoint_collector.journey.counting import Rekeyed, quantiles, tally
 from touchpoint_collector.journey.model import Edge, Node
-from touchpoint_collector.journey.steps import STAGE_NAMES
+from touchpoint_collector.journey.steps import GOAL_FROM_HERE, STAGE_NAMES, at_journey_ends
 
 START, END, IN_PROGRESS = "START", "END", "IN_PROGRESS"
 TERMINAL_KIND = {START: "start", END: "end", IN_PROGRESS: "in_progress"}
@@ -44,28 +44,24 @@ GROUP BY pair
 # `pairs` (a * 65536 + b) one per step (from START or the previous step) and one per
 # journey end, with the time between two steps (-1 when either end is not a step) and
 # whether the journey has a goal step at the pair's second position or later.
-WALK_SQL = """
+WALK_SQL = f"""
 SELECT
-    arrayMap(t -> transform(t, {{tp_codes:Array(UInt16)}}, {{node_codes:Array(UInt16)}}, toUInt16(0)), tp) AS nodes,
-    {ended} AS ended,
-    arrayMap((f, l) -> arrayLastIndex(x -> x = 1, arraySlice(g, f, l)), jf, jl) AS last_goal,
+    arrayMap(t -> transform(t, {{{{tp_codes:Array(UInt16)}}}}, {{{{node_codes:Array(UInt16)}}}}, toUInt16(0)), tp) AS nodes,
+    {{ended}} AS ended,
     arrayConcat(nodes, arrayWithConstant(length(jf), toUInt16(1)),
                 arrayMap(e -> toUInt16(if(e = 1, 2, 3)), ended)) AS walk,
     arrayConcat(rep, arrayWithConstant(length(jf) * 2, toUInt32(0))) AS walk_repeats,
     arrayConcat(
         arrayMap((before, n, p) -> toUInt32(if(p = 1, 1, before)) * 65536 + n, arrayPushFront(arrayPopBack(nodes), toUInt16(0)), nodes, pos),
-        arrayMap((f, l, e) -> toUInt32(nodes[f + l - 1]) * 65536 + if(e = 1, 2, 3), jf, jl, ended)
+        arrayMap((n, e) -> toUInt32(n) * 65536 + if(e = 1, 2, 3), {at_journey_ends("nodes")}, ended)
     ) AS pairs,
     arrayConcat(
         arrayMap((d, p) -> if(p = 1, toInt64(-1), d), arrayDifference(ts), pos),
         arrayWithConstant(length(jf), toInt64(-1))
     ) AS pair_ms,
-    arrayConcat(
-        arrayMap((j, p) -> toUInt8(last_goal[j] >= p), jn, pos),
-        arrayWithConstant(length(jf), toUInt8(0))
-    ) AS goal_after,
+    arrayConcat({GOAL_FROM_HERE}, arrayWithConstant(length(jf), toUInt8(0))) AS goal_after,
     sign
-FROM {persons}
+FROM {{persons}}
 """
 
 # `occ` / `rocc`: a step's occurrence number at its node for the person, counted from the

@@ -6,7 +6,7 @@ from __future__ import annotations
 from touchpoint_collector.journey.context import BuildContext
 from touchpoint_collector.journey.counting import quantiles, tally
 from touchpoint_collector.journey.model import BackwardMove, StageRow
-from touchpoint_collector.journey.steps import STAGE_NAMES
+from touchpoint_collector.journey.steps import STAGE_NAMES, at_journey_ends
 
 
 def _per_stage(condition: str) -> str:
@@ -34,7 +34,7 @@ FROM (
         arrayReduce(
             'groupBitOr', arrayMap(x -> if(x >= 0, bitShiftLeft(toUInt8(1), x), toUInt8(0)), sg)
         ) AS reached,
-        arrayMap((f, l, e) -> if(e = 1, sg[f + l - 1], toInt8(-1)), jf, jl, {{ended}}) AS dropped_in,
+        arrayMap((e, s) -> if(e = 1, s, toInt8(-1)), {{ended}}, {at_journey_ends("sg")}) AS dropped_in,
         fds, toInt64(sign) AS sign
     FROM {{persons}}
 )

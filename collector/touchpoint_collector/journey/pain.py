@@ -10,6 +10,7 @@ from touchpoint_collector.journey.context import BuildContext
 from touchpoint_collector.journey.counting import examples_sql, tally
 from touchpoint_collector.journey.ledger import Examples
 from touchpoint_collector.journey.model import PainPoint
+from touchpoint_collector.journey.steps import GOAL_SO_FAR, at_journey_ends
 from touchpoint_collector.journey.transitions import PAIRS
 
 KIND_ORDER = ("dropoff", "slow_step", "loop", "post_goal_issue", "low_score")
@@ -18,19 +19,20 @@ KIND_ORDER = ("dropoff", "slow_step", "loop", "post_goal_issue", "low_score")
 # affected person ids) from one pass over the signed person rows (see ledger.py).
 
 # Per person: the last touchpoints of their ended journeys without a goal step.
-DROPOFF_SQL = """
+DROPOFF_SQL = f"""
 SELECT t, sum(sign) AS population, sumIf(sign, has(dropped, t)) AS affected,
-       {examples}
+       {{examples}}
 FROM (
     SELECT person, tp, sign,
            arrayMap(
-               (f, l, e) -> if(e = 1 AND NOT has(arraySlice(g, f, l), 1), tp[f + l - 1], toUInt16(0)),
-               jf, jl, {ended}
+               (e, t) -> if(e = 1, t, toUInt16(0)),
+               {{ended}},
+               {at_journey_ends(f"arrayMap((t, gone) -> if(gone = 1, toUInt16(0), t), tp, {GOAL_SO_FAR})")}
            ) AS dropped
-    FROM {persons}
+    FROM {{persons}}
 )
 ARRAY JOIN arrayDistinct(tp) AS t
-WHERE t != {{goal_code:UInt16}}
+WHERE t != {{{{goal_code:UInt16}}}}
 GROUP BY t
 """
 

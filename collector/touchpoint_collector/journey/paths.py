@@ -12,16 +12,22 @@ ELLIPSIS = "…"
 # its names joined with " > ", as the spec says (``counting.ranked``).
 NAMES = "arrayStringConcat(arrayMap(c -> if(c = 0, '…', {tp_names:Array(String)}[c]), key), ' > ')"
 
+# Each journey's steps and goal flags as arrays of their own: ARRAY JOIN over the journeys'
+# bounds instead (`jf`, `jl`), with the person's arrays sliced on each row, copies the
+# person's arrays once per journey (journeys times steps values).
+JOURNEYS = (
+    "arraySplit((x, p) -> p = 1, tp, pos) AS steps, arraySplit((x, p) -> p = 1, g, pos) AS goals"
+)
+
 VARIANTS_SQL = """
 SELECT variant AS key, sum(sign) AS n, sumIf(sign, has(goals, 1)) AS goal_journeys
 FROM (
-    SELECT arraySlice(tp, f, l) AS steps, arraySlice(g, f, l) AS goals,
-           if(l > {{max_steps:UInt32}},
+    SELECT if(length(steps) > {{max_steps:UInt32}},
               arrayPushBack(arraySlice(steps, 1, {{max_steps:UInt32}}), toUInt16(0)),
               steps) AS variant,
-           sign
+           goals, sign
     FROM {persons}
-    ARRAY JOIN jf AS f, jl AS l
+    ARRAY JOIN {journeys}
 )
 GROUP BY variant
 """
@@ -29,11 +35,11 @@ GROUP BY variant
 TO_GOAL_SQL = """
 SELECT prefix AS key, sum(sign) AS n
 FROM (
-    SELECT arrayFirstIndex(x -> x = 1, arraySlice(g, f, l)) AS first_goal,
-           arraySlice(tp, f, first_goal) AS prefix,
+    SELECT arrayFirstIndex(x -> x = 1, goals) AS first_goal,
+           arraySlice(steps, 1, first_goal) AS prefix,
            sign
     FROM {persons}
-    ARRAY JOIN jf AS f, jl AS l
+    ARRAY JOIN {journeys}
 )
 WHERE first_goal > 0
 GROUP BY prefix
@@ -55,14 +61,21 @@ def compute(ctx: BuildContext, journeys_total: int) -> tuple[list[PathVariant], 
         for variant, journeys, goal in ranked(
             ctx,
             "variants",
-            lambda rows: VARIANTS_SQL.format(persons=rows),
+            lambda rows: VARIANTS_SQL.format(persons=rows, journeys=JOURNEYS),
             ["goal_journeys"],
             NAMES,
             ctx.settings.path_limit,
             max_steps=ctx.settings.max_path_steps,
         )
     ]
-    best = ranked(ctx, "prefixes", lambda rows: TO_GOAL_SQL.format(persons=rows), [], NAMES, 1)
+    best = ranked(
+        ctx,
+        "prefixes",
+        lambda rows: TO_GOAL_SQL.format(persons=rows, journeys=JOURNEYS),
+        [],
+        NAMES,
+        1,
+    )
     to_goal = None
     if best:
         prefix, journeys = best[0]
