@@ -420,11 +420,14 @@ def _moved_totals_sql(
     query's parameters."""
     totals = "".join(f", sum({column}) AS {column}_" for column in sums)
     wanted, params, candidates = "1", {}, f"SELECT h FROM {moved}"
+    enough = "1"
     if kept.bound is not None:
         wanted = (
             "h IN {rank_held:Array(UInt64)} OR n > {rank_n:Int64} "
             "OR (n = {rank_n:Int64} AND name_ < {rank_name:String})"
         )
+        # What `wanted` asks of the numbers alone: only those rows are named.
+        enough = "h IN {rank_held:Array(UInt64)} OR n_ >= {rank_n:Int64}"
         params = {"rank_held": list(kept.top), "rank_n": -kept.bound[0], "rank_name": kept.bound[1]}
         # A key left out ranked after the bound; unless the change raised its count, it
         # still does, and its total is not wanted (at 10M events, a change spread over
@@ -433,13 +436,16 @@ def _moved_totals_sql(
             f"SELECT h FROM {moved} GROUP BY h "
             "HAVING sum(n) > 0 OR h IN {rank_held:Array(UInt64)}"
         )
-    # The keys from `moved`: reading them from the table would filter its every row's.
+    # The keys from `moved` (one row per key): reading them from the table would filter
+    # its every row's. The totals go on the join's right, filtered by their numbers first:
+    # joining every moved key's array to them, then naming each, took 0.21 s where the
+    # totals took 0.06 s (10M events, spread; 108 of 72,000 totals wanted).
     sql = f"""SELECT h, key, n_ AS n{"".join(f", {c}_ AS {c}" for c in sums)}, {names} AS name_
-        FROM (
+        FROM (SELECT h, key FROM {moved}) AS m
+        JOIN (
             SELECT h, sum(n) AS n_{totals} FROM {kept.table}
-            WHERE h IN ({candidates}) GROUP BY h
-        ) AS t
-        JOIN (SELECT h, any(key) AS key FROM {moved} GROUP BY h) AS m USING (h)
+            WHERE h IN ({candidates}) GROUP BY h HAVING {enough}
+        ) AS t USING (h)
         WHERE {wanted}"""
     return sql, params
 
