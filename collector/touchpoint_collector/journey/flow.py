@@ -44,24 +44,24 @@ GROUP BY pair
 # `pairs` (a * 65536 + b) one per step (from START or the previous step) and one per
 # journey end, with the time between two steps (-1 when either end is not a step) and
 # whether the journey has a goal step at the pair's second position or later.
-WALK_SQL = f"""
+WALK_SQL = """
 SELECT
-    arrayMap(t -> transform(t, {{{{tp_codes:Array(UInt16)}}}}, {{{{node_codes:Array(UInt16)}}}}, toUInt16(0)), tp) AS nodes,
-    {{ended}} AS ended,
+    arrayMap(t -> transform(t, {{tp_codes:Array(UInt16)}}, {{node_codes:Array(UInt16)}}, toUInt16(0)), tp) AS nodes,
+    {ended} AS ended,
     arrayConcat(nodes, arrayWithConstant(length(jf), toUInt16(1)),
                 arrayMap(e -> toUInt16(if(e = 1, 2, 3)), ended)) AS walk,
     arrayConcat(rep, arrayWithConstant(length(jf) * 2, toUInt32(0))) AS walk_repeats,
     arrayConcat(
         arrayMap((before, n, p) -> toUInt32(if(p = 1, 1, before)) * 65536 + n, arrayPushFront(arrayPopBack(nodes), toUInt16(0)), nodes, pos),
-        arrayMap((n, e) -> toUInt32(n) * 65536 + if(e = 1, 2, 3), {at_journey_ends("nodes")}, ended)
+        arrayMap((n, e) -> toUInt32(n) * 65536 + if(e = 1, 2, 3), {last_nodes}, ended)
     ) AS pairs,
     arrayConcat(
         arrayMap((d, p) -> if(p = 1, toInt64(-1), d), arrayDifference(ts), pos),
         arrayWithConstant(length(jf), toInt64(-1))
     ) AS pair_ms,
-    arrayConcat({GOAL_FROM_HERE}, arrayWithConstant(length(jf), toUInt8(0))) AS goal_after,
+    arrayConcat({goal_from_here}, arrayWithConstant(length(jf), toUInt8(0))) AS goal_after,
     sign
-FROM {{persons}}
+FROM {persons}
 """
 
 # `occ` / `rocc`: a step's occurrence number at its node for the person, counted from the
@@ -173,7 +173,12 @@ def compute(ctx: BuildContext, persons_total: int) -> tuple[list[Node], list[Edg
     buckets = Buckets(ctx, stats, flagged)
 
     def walk(rows: str) -> str:
-        return WALK_SQL.format(persons=rows, ended=ctx.ended)
+        return WALK_SQL.format(
+            persons=rows,
+            ended=ctx.ended,
+            last_nodes=at_journey_ends("nodes"),
+            goal_from_here=GOAL_FROM_HERE,
+        )
 
     params: dict[str, Any] = dict(buckets.params())
     node_id = buckets.node_ids

@@ -18,7 +18,8 @@ KIND_ORDER = ("dropoff", "slow_step", "loop", "post_goal_issue", "low_score")
 # Each candidate query yields (touchpoint code or pair, population, affected, the smallest
 # affected person ids) from one pass over the signed person rows (see ledger.py).
 
-# Per person: the last touchpoints of their ended journeys without a goal step.
+# Per person: the last touchpoints of their ended journeys without a goal step. (An
+# f-string: `{{...}}` are filled per build, `{{{{...}}}}` are the query's parameters.)
 DROPOFF_SQL = f"""
 SELECT t, sum(sign) AS population, sumIf(sign, has(dropped, t)) AS affected,
        {{examples}}
