@@ -20,6 +20,9 @@ Each size runs in its own process on a fresh embedded store (clean peak-RSS numb
     scratch build); the next three are timed, each right after the one before, as a
     collector's keeper refreshes, and the median is reported (this VM is noisy); the map
     is checked after the last;
+  * the floors: three refreshes with nothing new (the fixed cost of any refresh), and per
+    refresh the share of all events its touched persons' rows hold, old and new (what a
+    refresh that recomputes whole persons reads again);
   * anchors on the same 1M log, same run: one window-function directly-follows query in
     the engine, pandas groupby/shift, pm4py format_dataframe + discover_dfg (when installed:
     ``pip install pandas pm4py``).
@@ -62,6 +65,8 @@ STAGE_TOUCHPOINTS = [
 ]
 FULL_RUNS = 3
 """First builds timed per size; the ratios divide by their median."""
+IDLE_RUNS = 3
+"""Refreshes with nothing new timed per size (their median is the fixed cost)."""
 STAGES = ["awareness", "consideration", "purchase", "retention", "advocacy"]
 
 
@@ -121,7 +126,7 @@ def worker(size: int, out_path: str) -> None:
     from touchpoint_collector.journey import build_map
     from touchpoint_collector.journey.keeper import INBOX_GRACE, MapKeeper
     from touchpoint_collector.migrations import migrate
-    from touchpoint_collector.store import Store
+    from touchpoint_collector.store import Store, quote_ident
 
     data = Path(tempfile.mkdtemp(prefix="tp-mapbench-"))
     result: dict[str, Any] = {"events": size}
@@ -173,10 +178,13 @@ def worker(size: int, out_path: str) -> None:
         result["persons"] = first.coverage.persons
         result["journeys"] = first.coverage.journeys
 
-        def refresh(key: str, insert: str, what: str, *, check: bool = True) -> float:
-            """Insert, refresh the kept map (timed), and check it against a scratch build
-            (timed too); results under `key`; the refresh's seconds."""
+        stored = {"events": size}
+
+        def refresh(key: str, new: int, insert: str, what: str, *, check: bool = True) -> float:
+            """Insert `new` events, refresh the kept map (timed), and check it against a
+            scratch build (timed too); results under `key`; the refresh's seconds."""
             store.command(insert)
+            stored["events"] += new
             _settle(store)
             started = time.perf_counter()
             kept = msgspec.to_builtins(keeper.build(as_of=as_of))
@@ -187,6 +195,16 @@ def worker(size: int, out_path: str) -> None:
             result[f"{key}_persons_recomputed"] = last.persons_recomputed
             result[f"{key}_persons_appended"] = last.persons_appended
             result[f"{key}_views_recounted"] = last.views_recounted
+            # The share of all events that the touched persons' rows hold, their old and
+            # new events: what a refresh that recomputes whole persons reads and derives
+            # again, and so the least share of a full build it can cost (untimed).
+            state = keeper.kept
+            assert state is not None
+            added = store.query(
+                f"SELECT sum(length(ev_ts)) FROM {quote_ident(state.table)} "
+                f"WHERE rid >= {state.generation << 32}"
+            ).result_rows[0][0]
+            result[f"{key}_touched_share"] = round((2 * int(added) - new) / stored["events"], 3)
             result[f"{key}_timings"] = [
                 [label, round(seconds, 3)]
                 for label, seconds in sorted(last.timings, key=lambda t: -t[1])[:12]
@@ -210,23 +228,27 @@ def worker(size: int, out_path: str) -> None:
         extra = max(1, size // 100)
         refresh(
             "refresh",
+            extra,
             generate_sql(size * 3, extra, persons + extra // 10, size * 3),
             "1% new events, one each for 10% of the persons",
         )
         few = max(1, persons // 100)
         refresh(
             "concentrated",
+            extra,
             generate_sql(10 * few, extra, few, size * 4, tag="c"),
             "1% more, ten each for 1% of the persons",
         )
         # Steady state: one more concentrated batch refreshed untimed (after the check's
         # scratch build above), then three more, each timed right after the one before.
         store.command(generate_sql(20 * few, extra, few, size * 5, tag="d"))
+        stored["events"] += extra
         _settle(store)
         keeper.build(as_of=as_of)
         runs = [
             refresh(
                 "steady",
+                extra,
                 generate_sql((30 + 10 * n) * few, extra, few, size * (6 + n), tag=tag),
                 "1% more, ten each for 1% of the persons, right after another refresh",
                 check=n == 2,
@@ -235,6 +257,15 @@ def worker(size: int, out_path: str) -> None:
         ]
         result["steady_runs_seconds"] = [round(seconds, 2) for seconds in runs]
         result["steady_seconds"] = round(sorted(runs)[1], 2)
+        # A refresh with nothing new: what planning and running its ~50 statements costs
+        # whatever the change, the floor under every refresh (median of three).
+        idle = []
+        for _ in range(IDLE_RUNS):
+            started = time.perf_counter()
+            keeper.build(as_of=as_of)
+            idle.append(time.perf_counter() - started)
+        result["idle_runs_seconds"] = [round(seconds, 3) for seconds in idle]
+        result["idle_seconds"] = round(statistics.median(idle), 3)
         result["peak_rss_mib"] = round(_peak_rss_mib(), 1)
         result["rss_growth_during_builds_mib"] = round(_peak_rss_mib() - rss_before, 1)
         if size <= 2_000_000:
@@ -304,6 +335,11 @@ def anchors(store: Any) -> dict[str, float | str]:
     return found
 
 
+def _heading(header: str) -> None:
+    print(header)
+    print("-" * len(header))
+
+
 def _rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -334,14 +370,12 @@ def main() -> int:
         subprocess.run([sys.executable, __file__, "--worker", str(size), out], check=True)
         rows.append(json.loads(Path(out).read_text()))
         os.unlink(out)
-    header = (
+    _heading(
         f"{'events':>12} {'persons':>10} {'full build':>11} {'+1% refresh':>12} {'ratio':>6} "
         f"{'updated':>9} {'appended':>9} {'+1% rebuild':>12} {'same map':>9} "
         f"{'+1% to 1%':>10} {'ratio':>6} {'same map':>9} {'steady':>8} {'ratio':>6} "
         f"{'same map':>9} {'peak RSS':>9}"
     )
-    print(header)
-    print("-" * len(header))
     for row in rows:
         ratio = row["refresh_seconds"] / row["full_build_seconds"]
         row["refresh_ratio"] = round(ratio, 3)
@@ -361,6 +395,25 @@ def main() -> int:
             f"{'yes' if row['steady_equals_rebuild'] else 'NO':>9} "
             f"{row['peak_rss_mib']:>7.0f}Mi"
         )
+    print()
+    _heading(
+        f"{'events':>12} {'nothing new':>12} {'ratio':>6} "
+        f"{'touched share: +1%':>19} {'+1% to 1%':>10} {'steady':>7}"
+    )
+    for row in rows:
+        idle = row["idle_seconds"] / row["full_build_seconds"]
+        row["idle_ratio"] = round(idle, 3)
+        shares = (row[f"{key}_touched_share"] for key in ("refresh", "concentrated", "steady"))
+        print(
+            f"{row['events']:>12,} {row['idle_seconds']:>11.2f}s {idle:>6.3f} "
+            + " ".join(
+                f"{share:>{width}.3f}" for share, width in zip(shares, (19, 10, 7), strict=True)
+            )
+        )
+    print(
+        "(a refresh that recomputes whole persons costs at least its fixed cost, 'nothing "
+        "new', plus about the touched share of a full build's work)"
+    )
     if len(rows) >= 2:
         growth = rows[-1]["full_build_seconds"] / rows[0]["full_build_seconds"]
         scale = rows[-1]["events"] / rows[0]["events"]
