@@ -257,7 +257,7 @@ def worker(size: int, out_path: str) -> None:
         ]
         result["steady_runs_seconds"] = [round(seconds, 2) for seconds in runs]
         result["steady_seconds"] = round(sorted(runs)[1], 2)
-        # A refresh with nothing new: what planning and running its ~50 statements costs
+        # A refresh with nothing new: what planning and running its ~45 statements costs
         # whatever the change, the floor under every refresh (median of three).
         idle = []
         for _ in range(IDLE_RUNS):
