@@ -18,24 +18,27 @@ KIND_ORDER = ("dropoff", "slow_step", "loop", "post_goal_issue", "low_score")
 # Each candidate query yields (touchpoint code or pair, population, affected, the smallest
 # affected person ids) from one pass over the signed person rows (see ledger.py).
 
-# Per person: the last touchpoints of their ended journeys without a goal step. (An
-# f-string: `{{...}}` are filled per build, `{{{{...}}}}` are the query's parameters.)
-DROPOFF_SQL = f"""
+# Per person: the last touchpoints of their ended journeys without a goal step
+# (`{undone_ends}`: per journey, its last touchpoint, or 0 once the journey has a goal).
+DROPOFF_SQL = """
 SELECT t, sum(sign) AS population, sumIf(sign, has(dropped, t)) AS affected,
-       {{examples}}
+       {examples}
 FROM (
     SELECT person, tp, sign,
            arrayMap(
                (e, t) -> if(e = 1, t, toUInt16(0)),
-               {{ended}},
-               {at_journey_ends(f"arrayMap((t, gone) -> if(gone = 1, toUInt16(0), t), tp, {GOAL_SO_FAR})")}
+               {ended},
+               {undone_ends}
            ) AS dropped
-    FROM {{persons}}
+    FROM {persons}
 )
 ARRAY JOIN arrayDistinct(tp) AS t
-WHERE t != {{{{goal_code:UInt16}}}}
+WHERE t != {{goal_code:UInt16}}
 GROUP BY t
-"""
+""".replace(
+    "{undone_ends}",
+    at_journey_ends(f"arrayMap((t, gone) -> if(gone = 1, toUInt16(0), t), tp, {GOAL_SO_FAR})"),
+)
 
 # Per pair of adjacent touchpoints (``transitions.PAIRS``): steps, and persons (`occ` = 1 at
 # a person's first).
