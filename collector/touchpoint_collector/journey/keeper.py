@@ -426,9 +426,10 @@ class MapKeeper:
             )
 
     def _news(self, ctx: BuildContext, kept: Kept, inbox: str, news: str) -> None:
-        """The new events the map keeps (its filters pass them), from the inbox rows that
-        arrived since the previous build and whose events are not in their rows already
-        (copied once: resolving their persons reads them three times)."""
+        """The new events, from the inbox rows that arrived since the previous build and
+        whose events are not in their rows already (copied once: resolving their persons
+        reads them three times), each marked with whether the map's filters keep it
+        (``passes``: see ``steps.news_sql``)."""
         params: dict[str, Any] = {"from": self._look_back(kept)}
         ctx.command(
             f"""CREATE TABLE {inbox} ENGINE = Memory AS
@@ -476,20 +477,31 @@ class MapKeeper:
         the new events. Which copy of a resend counts is ``FINAL``'s choice, so those
         persons are read from ``events``. A person without a kept row had no event in the
         map before.
+
+        The same goes for a new event the map's filters drop whose message is in the row,
+        or among the person's new events the filters keep: if ``FINAL`` keeps that copy,
+        the event leaves the map. Persons with only such dropped events and no resend
+        among them are left as they are.
         """
         news, fresh, touched = temp["news"], temp["fresh"], temp["touched"]
         ctx.command(
             f"""CREATE TABLE {fresh} ENGINE = Memory AS
             SELECT n.person AS person,
-                   toUInt8(n.unique AND NOT hasAny(k.ev_mid, n.mids)) AS ok
+                   toUInt8(
+                       n.unique AND NOT hasAny(k.ev_mid, arrayConcat(n.mids, n.dropped))
+                       AND NOT hasAny(n.mids, n.dropped)
+                   ) AS ok
             FROM (
-                SELECT person, groupArray(mid) AS mids,
-                       uniqExact(person_id, mid) = count() AS unique
+                SELECT person,
+                       groupArrayIf(mid, passes = 1) AS mids,
+                       groupArrayIf(mid, passes = 0) AS dropped,
+                       uniqExactIf(person_id, mid, passes = 1) = countIf(passes = 1) AS unique
                 FROM {news}
                 WHERE person NOT IN (SELECT person FROM {touched})
                 GROUP BY person
             ) AS n
-            LEFT JOIN {temp["old"]} AS k ON k.person = n.person""",
+            LEFT JOIN {temp["old"]} AS k ON k.person = n.person
+            WHERE notEmpty(n.mids) OR ok = 0""",
             final=False,
         )
         ctx.command(
@@ -552,7 +564,7 @@ class MapKeeper:
             )
         if appended:
             params = {}
-            news = f"(SELECT * FROM {temp['news']} WHERE person IN {appending})"
+            news = f"(SELECT * FROM {temp['news']} WHERE passes = 1 AND person IN {appending})"
             select = ctx.appended_select(params, news, temp["old"])
             ctx.command(f"INSERT INTO {rows} {select}", params, final=False)
         # Mark the replaced rows dead rather than delete them (see `Kept.dead`), and add the
@@ -596,7 +608,8 @@ class MapKeeper:
         may not be: its inbox row can be seen before the event itself is (see
         ``INBOX_GRACE``), so only the rows whose message is among the row's events
         count. Without this, every build within the look-back would recompute the
-        person again."""
+        person again. Rows the map's filters drop are never skipped: that their message
+        is in the row does not tell which copy ``FINAL`` kept (``_appendable``)."""
         seen = quote_ident(kept.seen)
         # This build's look-back start is older than the next one's: a few more
         # rows stay than need to, never fewer.
@@ -608,10 +621,10 @@ class MapKeeper:
         ctx.command(
             f"""INSERT INTO {seen}
             SELECT {SEEN_KEY.format(id="person_id", message_id="mid", arrived="arrived")}, arrived
-            FROM {temp["news"]} WHERE person IN {merged}
+            FROM {temp["news"]} WHERE passes = 1 AND person IN {merged}
             UNION ALL
             SELECT {SEEN_KEY.format(id="person_id", message_id="mid", arrived="arrived")}, arrived
-            FROM {temp["news"]} WHERE person NOT IN {merged} AND (person, mid) IN (
+            FROM {temp["news"]} WHERE passes = 1 AND person NOT IN {merged} AND (person, mid) IN (
                 -- a set of (person, message) pairs: joining each new event to its
                 -- person's row instead copies the row's messages once per new event
                 SELECT person, arrayJoin(ev_mid) FROM {temp["rows"]} WHERE person NOT IN {merged}

@@ -548,9 +548,14 @@ def news_sql(
     channels: list[str],
 ) -> str:
     """SELECT of the new events a kept map may append, from the ``journey_inbox`` rows
-    `inbox` (an SQL table or subquery of rows with a payload): those the map's filters
-    keep, each with its person (resolved through today's links) and as the numbers a
-    person row holds.
+    `inbox` (an SQL table or subquery of rows with a payload): each with its person
+    (resolved through today's links), as the numbers a person row holds, and ``passes``,
+    whether the map's filters keep it.
+
+    The rows the filters drop are there too: a resend whose last copy the filters drop
+    (renamed to no touchpoint, re-dated out of the window, from another source or
+    channel) takes its event out of the map, as ``FINAL`` keeps only that copy, and the
+    keeper must find the person whose row holds an earlier one.
 
     Filters on properties or a persona cannot be decided from an inbox row; a map with
     them recomputes its persons instead.
@@ -576,8 +581,9 @@ def news_sql(
         CAST({ch_code}, 'UInt16') AS ch,
         ifNull(i.score, toFloat32(nan)) AS sc,
         toUInt8(person != i.id) AS sti,
-        i.arrived AS arrived
-    FROM (SELECT * FROM {inbox} WHERE {where}) AS i
+        i.arrived AS arrived,
+        i.passes_ AS passes
+    FROM (SELECT *, toUInt8({where}) AS passes_ FROM {inbox}) AS i
     LEFT JOIN ({first_hop}) AS l1 ON i.id = l1.from_id
     LEFT JOIN ({second_hop}) AS l2 ON l1.to_id = l2.from_id
     """

@@ -20,7 +20,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.collector.journey.generators import (
+    CHANNELS,
     DAY,
+    SOURCES,
     LogEvent,
     at,
     clear,
@@ -132,8 +134,10 @@ def kept_map_equals_one_off_builds(store: Store, data: st.DataObject) -> None:
         write_log(store, batch)
         sent = log[: sum(map(len, batches[:number]))]
         if sent and data.draw(st.integers(0, 3)) == 0:
-            # Resend some of what was sent before: FINAL must collapse it again.
-            write_log(store, data.draw(st.lists(st.sampled_from(sent), max_size=3)))
+            # Resend some of what was sent before: FINAL must collapse it again, and keep
+            # the last copy, which the map's filters may drop.
+            resent = data.draw(st.lists(st.sampled_from(sent), max_size=3))
+            write_log(store, [data.draw(changed_copies(event)) for event in resent])
         shift = data.draw(st.sampled_from(WINDOW_SHIFTS))
         if shift is not None:
             since = filters.since or at(0)
@@ -155,6 +159,23 @@ def kept_map_equals_one_off_builds(store: Store, data: st.DataObject) -> None:
         assert_same_map(kept, store, scenario.settings, filters, as_of)
         assert_same_rows(keeper, store, filters)
     keeper.forget()
+
+
+@st.composite
+def changed_copies(draw: st.DrawFn, event: LogEvent) -> LogEvent:
+    """`event` again: the same bytes (an SDK retry), or a copy the map may count
+    differently or drop: renamed to no touchpoint, from another source, on another
+    channel (a resend whose last copy changed; same time, so the same month)."""
+    change = draw(st.sampled_from(("same", "same", "unmapped", "source", "channel")))
+    body = dict(event.body)
+    if change == "unmapped" and body.get("type") == "track":
+        body.pop("touchpoint", None)
+        body["event"] = "Something Unmapped"
+    elif change == "channel":
+        body["channel"] = draw(st.sampled_from(CHANNELS))
+    elif change == "source":
+        return LogEvent(source=draw(st.sampled_from(SOURCES)), body=body)
+    return LogEvent(source=event.source, body=body)
 
 
 # -- hand-made logs: what gets recomputed --------------------------------------------------
@@ -681,6 +702,91 @@ def test_a_resend_with_another_time_replaces_the_first_copy(store: Store, kept: 
     rows = store.query(f"SELECT ts FROM {live(kept)} AND person = 'u1'").result_rows
     start = int(at(0).timestamp() * 1000)
     assert [list(r[0]) for r in rows] == [[start, start + 3 * DAY]]
+
+
+DROPPED_COPIES = {
+    "renamed to no touchpoint": (
+        MapFilters(),
+        call("track", 2 * DAY, "m2", event="Something Unmapped", userId="u1"),
+    ),
+    "its id reused by an identify": (MapFilters(), call("identify", 2 * DAY, "m2", userId="u1")),
+    "re-dated out of the window": (
+        MapFilters(since=at(DAY // 2)),
+        track("u1", "product_viewed", 0, "m2"),
+    ),
+    "from a source the map leaves out": (
+        MapFilters(sources=("web",)),
+        LogEvent(source="ios", body=track("u1", "product_viewed", 2 * DAY, "m2").body),
+    ),
+    "on a channel the map leaves out": (
+        MapFilters(channels=("web",)),
+        call("track", 2 * DAY, "m2", event="product_viewed", userId="u1", channel="email"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DROPPED_COPIES))
+def test_a_resend_the_filters_drop_takes_its_event_out_of_the_map(store: Store, case: str) -> None:
+    """u1's m2 (product_viewed) comes again as a copy the map's filters drop. FINAL keeps
+    only the copy inserted last, so the event leaves the map: the update must find u1's
+    row by the message it holds, though the new copy is no event of the map. (Found by an
+    adversarial run: the update skipped the dropped copy, and u1 kept product_viewed
+    until the next full rebuild.) The copies share a month: across months, both are
+    stored (``docs/storage.md``)."""
+    filters, resend = DROPPED_COPIES[case]
+    clear(store)
+    write_log(
+        store,
+        [
+            track("u1", "site_visit", DAY, "m1"),
+            track("u1", "product_viewed", 2 * DAY, "m2"),
+            track("u2", "site_visit", DAY, "m3"),
+        ],
+    )
+    keeper = MapKeeper(store, SETTINGS, inbox_grace=GRACE, full_above_share=ALWAYS_UPDATE)
+    time.sleep(PAST_GRACE)
+    before = keeper.build(filters, as_of=AS_OF)
+    assert [n for n in before.nodes if n.id == "product_viewed"]
+    time.sleep(PAST_GRACE)  # the first copy's inbox row is not read again
+    write_log(store, [resend])
+    built = keeper.build(filters, as_of=AS_OF)
+    assert keeper.last is not None and keeper.last.mode == "incremental"
+    assert (keeper.last.persons_recomputed, keeper.last.persons_appended) == (1, 0)
+    assert not [n for n in built.nodes if n.id == "product_viewed"]
+    assert built.coverage.events == 2
+    assert_same_map(built, store, SETTINGS, filters, AS_OF)
+    assert_same_rows(keeper, store, filters)
+
+
+def test_a_new_event_and_a_dropped_copy_of_it_in_one_batch(store: Store, kept: MapKeeper) -> None:
+    """Both copies of u2's new m7 arrive in one batch, the last one with no touchpoint:
+    the event is not appended, and does not count."""
+    write_log(
+        store,
+        [
+            track("u2", "cart_added", DAY, "m7"),
+            call("track", DAY, "m7", event="Something Unmapped", userId="u2"),
+        ],
+    )
+    built = kept.build(as_of=AS_OF)
+    assert kept.last is not None and kept.last.persons_appended == 0
+    assert not [n for n in built.nodes if n.id == "cart_added"]
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
+
+
+def test_new_events_the_filters_drop_touch_nobody(store: Store, kept: MapKeeper) -> None:
+    """Identify calls and events with no touchpoint are no resends: nobody is recomputed."""
+    write_log(
+        store,
+        [
+            call("track", 2 * DAY, "m7", event="Something Unmapped", userId="u2"),
+            call("identify", 2 * DAY, "m8", userId="u3", traits={"persona": "saver"}),
+        ],
+    )
+    built = kept.build(as_of=AS_OF)
+    assert kept.last is not None
+    assert (kept.last.persons_recomputed, kept.last.persons_appended) == (0, 0)
+    assert_same_map(built, store, SETTINGS, MapFilters(), AS_OF)
 
 
 def test_a_moved_window_recomputes_the_persons_at_its_edge(store: Store, kept: MapKeeper) -> None:
