@@ -206,9 +206,16 @@ def compute(ctx: BuildContext, persons_total: int) -> tuple[list[Node], list[Edg
             )
         )
     order = {START: (0, 0), END: (2, 0), IN_PROGRESS: (2, 1)}
+
+    def stage_rank(node: str) -> int:
+        """Stage order; a touchpoint with no stage (rows written by hand or by a replay:
+        stage -1) after every stage."""
+        idx = buckets.stage_of.get(node, -1)
+        return idx if idx >= 0 else len(STAGE_NAMES)
+
     nodes.sort(
         key=lambda n: (
-            *order.get(n.id, (1, buckets.stage_of.get(n.id, -1))),
+            *order.get(n.id, (1, stage_rank(n.id))),
             -n.persons,
             n.id,
         )

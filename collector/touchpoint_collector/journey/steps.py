@@ -110,12 +110,35 @@ def event_filter(filters: MapFilters, params: dict[str, Any]) -> str:
         clauses.append("channel IN {channels:Array(String)}")
     for i, (key, value) in enumerate(filters.properties):
         params[f"pk{i}"], params[f"pv{i}"] = key, value
-        clauses.append(
-            f"if(JSONType(properties, {{pk{i}:String}}) = 'String', "
-            f"JSONExtractString(properties, {{pk{i}:String}}), "
-            f"JSONExtractRaw(properties, {{pk{i}:String}})) = {{pv{i}:String}}"
-        )
+        clauses.append(property_match(f"{{pk{i}:String}}", f"{{pv{i}:String}}"))
     return " AND ".join(clauses)
+
+
+JSON_NUMBER: Final = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$"
+JSON_INTEGER: Final = r"^-?(0|[1-9][0-9]*)$"
+
+
+def property_match(key: str, value: str) -> str:
+    """SQL: the event's property `key` matches the text `value` (both SQL strings).
+
+    A string matches as itself. A number matches a `value` written as a JSON number of
+    the same value: ``2`` matches 2 and 2.0, ``1e20`` matches 1e20 and
+    100000000000000000000 (integers exactly, other numbers as 64-bit floats), since
+    senders do not agree on how to write one (JavaScript has no integers). Anything else
+    (true, false, null, arrays, objects) matches its JSON text as ClickHouse writes it.
+    An event without the key matches nothing, not even an empty `value`.
+    """
+    kind = f"JSONType(properties, {key})"
+    raw = f"JSONExtractRaw(properties, {key})"
+    return f"""(JSONHas(properties, {key}) AND multiIf(
+            {kind} = 'String', JSONExtractString(properties, {key}) = {value},
+            {kind} IN ('Int64', 'UInt64', 'Double'), match({value}, '{JSON_NUMBER}') AND if(
+                {kind} != 'Double' AND match({value}, '{JSON_INTEGER}'),
+                {raw} = {value},
+                JSONExtractFloat(properties, {key}) = toFloat64OrZero({value})
+            ),
+            {raw} = {value}
+        ))"""
 
 
 def persona_filter(filters: MapFilters, params: dict[str, Any], id_scope: str | None = None) -> str:

@@ -105,7 +105,16 @@ GOALS = (
 )
 AS_OF_AFTER_MS = (0, MS, 12 * HOUR, DAY, DAY + MS, 3 * DAY, 40 * DAY, 400 * DAY)
 WINDOW_EDGES_MS = (0, DAY, 7 * DAY, 30 * DAY, 61 * DAY, 120 * DAY, 400 * DAY)
-PROPERTY_FILTERS = (("plan", "pro"), ("plan", "free"), ("n", "2"), ("n", "1"))
+PROPERTY_FILTERS = (
+    ("plan", "pro"),
+    ("plan", "free"),
+    ("plan", ""),  # matches no event: none has an empty plan, and a missing key never matches
+    ("n", "2"),
+    ("n", "1"),
+    ("n", "2.0"),  # numbers match by value: 2 and 2.0
+    ("n", "1e20"),
+    ("n", "true"),
+)
 
 
 @dataclass(frozen=True)
@@ -188,7 +197,7 @@ def track_events(draw: st.DrawFn, goal: str = "purchase") -> tuple[list[LogEvent
         if draw(st.booleans()):
             properties["plan"] = draw(st.sampled_from(("free", "pro")))
         if draw(st.booleans()):
-            properties["n"] = draw(st.sampled_from((1, 2)))
+            properties["n"] = draw(st.sampled_from((1, 2, 2.0, 1e20, True)))
         if touchpoint == "feedback_given":
             properties["score"] = draw(st.integers(1, 10))
         if properties:

@@ -12,7 +12,8 @@ Readings of the spec where it leaves room (each is listed in the test report as 
   only its latest sighting; the property tests found a log where reading the rows as
   stored then disagreed.)
 * Persona "as text": a string trait as itself, any other JSON value as its compact JSON.
-* A ``properties`` filter pair matches only events whose properties have the key.
+* A ``properties`` filter pair matches only events whose properties have the key; a
+  number matches a value written as a JSON number of the same value (2 and 2.0).
 * Nodes are listed only when they have steps (an empty map has no START node either).
 * ``repeat_rate`` applies to START / END / IN_PROGRESS as to any node (persons with two or
   more of their steps there, i.e. two or more journeys).
@@ -38,6 +39,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -142,6 +144,25 @@ def json_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+JSON_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+
+
+def property_matches(stored: Any, wanted: str) -> bool:
+    """A property filter's value against the stored value: strings as themselves; numbers
+    by value when `wanted` is written as a JSON number (integers exactly, others as
+    floats); anything else as its compact JSON."""
+    if isinstance(stored, str):
+        return stored == wanted
+    if isinstance(stored, (int, float)) and not isinstance(stored, bool):
+        if not JSON_NUMBER.fullmatch(wanted):
+            return False
+        if isinstance(stored, int) and JSON_INTEGER.fullmatch(wanted):
+            return stored == int(wanted)
+        return float(stored) == float(wanted)
+    return json_text(stored) == wanted
 
 
 # --- identity stitching --------------------------------------------------------------------
@@ -315,7 +336,7 @@ def keep_event(event: EventRow, filters: MapFilters) -> bool:
     if filters.properties:
         properties = json.loads(event.properties) if event.properties else {}
         for key, value in filters.properties:
-            if key not in properties or json_text(properties[key]) != value:
+            if key not in properties or not property_matches(properties[key], value):
                 return False
     return True
 

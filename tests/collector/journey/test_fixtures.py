@@ -556,3 +556,59 @@ def test_a_shared_device_stays_with_the_first_user_it_was_linked_to(store: Store
     assert [tuple(r) for r in rows] == [("u1", 2), ("u2", 1)]
     again = build_map(store, MapFilters(), settings, as_of=T0 + 30 * DAY)
     assert (again.coverage.persons, again.coverage.stitched_journeys) == (2, 1)
+
+
+def test_property_filters_match_numbers_by_value_and_never_a_missing_key(store: Store) -> None:
+    """Six persons, one event each, with the property n as 2, 2.0, 1e20, "2", true, and
+    none. Senders write numbers differently (JavaScript has no integers): n = 2 matches
+    2 and 2.0 (and the string "2"), n = 1e20 matches 1e20 written either way, true
+    matches true, and no value, not even an empty one, matches the event without n."""
+    stored = [2, 2.0, 1e20, "2", True, None]
+    log = [
+        track(f"u{i}", "site_visit", HOUR, **({} if n is None else {"properties": {"n": n}}))
+        for i, n in enumerate(stored)
+    ]
+    settings = MapSettings(gap_days=7, end_after_days=1, min_support=1)
+    expected = {
+        "2": 3,  # 2, 2.0 and "2"
+        "2.0": 2,  # the numbers 2 and 2.0
+        "1e20": 1,
+        "100000000000000000000": 1,
+        "true": 1,
+        "": 0,
+        "02": 0,  # not a JSON number: compared as text, and no string is "02"
+    }
+    for value, persons in expected.items():
+        filters = MapFilters(properties=(("n", value),))
+        built = build(store, log, settings, as_of=T0 + 30 * DAY, filters=filters)
+        assert built.coverage.persons == persons, value
+
+
+def test_a_step_with_no_stage_takes_no_part_in_the_funnel(store: Store) -> None:
+    """Rows written by a log replay or by hand may have no stage. u1: product_viewed
+    (consideration), then a site_visit whose stage is blanked, then pricing_viewed
+    (consideration): consideration is reached by one person, awareness by none, and the
+    blank step is no backward move. (The funnel's stage bits once shifted by -1 for it,
+    which ClickHouse refuses: the whole build failed.)"""
+    log = [
+        track("u1", "product_viewed", 0 * DAY),
+        track("u1", "site_visit", 1 * DAY),
+        track("u1", "pricing_viewed", 2 * DAY),
+    ]
+    clear(store)
+    write_log(store, log)
+    store.command(
+        "ALTER TABLE events UPDATE stage = '' WHERE touchpoint = 'site_visit'",
+        settings={"mutations_sync": 2},
+    )
+    settings = MapSettings(gap_days=7, end_after_days=1, min_support=1)
+    as_of = T0 + 30 * DAY
+    built = build_map(store, MapFilters(), settings, as_of=as_of)
+    events, identities = read_rows(store)
+    assert (
+        differences(reference_map(events, identities, MapFilters(), settings, as_of), plain(built))
+        == []
+    )
+    reached = {row.stage: row.persons for row in built.stages}
+    assert reached["consideration"] == 1 and reached["awareness"] == 0
+    assert built.backward_moves == []
