@@ -26,7 +26,7 @@ import structlog
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
 
-from touchpoint_collector import viewer
+from touchpoint_collector import sqlguard, viewer
 from touchpoint_collector.config import Config
 from touchpoint_collector.enrich import Arrival, anonymize_ip
 from touchpoint_collector.ingest import Prepared, prepare_batch, prepare_single, rejected_row
@@ -430,7 +430,8 @@ class CollectorApp:
     # -- analysts --------------------------------------------------------------------
 
     async def handle_query(self, request: web.Request) -> web.Response:
-        """Read-only SQL for the embedded store's analysts (readonly=2, row and time caps)."""
+        """Read-only SQL for the embedded store's analysts: reads of the store only
+        (``sqlguard``), with row and time caps."""
         self.authorize_read(request)
         raw = await self.read_body(request, 1024 * 1024)
         sql = _query_text(raw, request.content_type)
@@ -450,6 +451,8 @@ class CollectorApp:
             client = self._query_client
             try:
                 columns, types, rows = await asyncio.to_thread(_run_query, client, sql, settings)
+            except sqlguard.QueryRefused as exc:
+                raise HttpError(400, "query_refused", str(exc)) from None
             except Exception as exc:
                 # A query that failed mid-stream can leave unread data on an embedded
                 # client's handle, which the next query would then misread: start afresh.
@@ -577,7 +580,10 @@ def _query_text(raw: bytes, content_type: str) -> str:
 def _run_query(
     client: Client, sql: str, settings: dict[str, Any]
 ) -> tuple[list[str], list[str], list[list[Any]]]:
-    """Query and materialise every row in the worker thread (results stream lazily)."""
+    """Check that the query only reads the store (``sqlguard``), then query and materialise
+    every row in the worker thread (results stream lazily)."""
+    tree = client.query(f"EXPLAIN AST {sql}")  # parses only; settings would show in the tree
+    sqlguard.check("\n".join(str(row[0]) for row in tree.result_rows))
     result = client.query(sql, settings=settings)
     rows = [list(row) for row in result.result_rows]
     return list(result.column_names), [t.name for t in result.column_types], rows

@@ -361,9 +361,25 @@ def test_query_endpoint_is_read_only_and_capped(collector: CollectorProcess) -> 
     write = collector.post(
         "/v1/query", {"query": "INSERT INTO events (message_id) VALUES ('x')"}, key=key
     )
-    assert write.status == 400 and "readonly" in write.json()["error"]["message"].lower()
+    assert write.status == 400 and "read-only" in write.json()["error"]["message"].lower()
     drop = collector.post("/v1/query", {"query": "DROP TABLE events"}, key=key)
     assert drop.status == 400
+    # readonly = 2 alone let these through (sqlguard.py): a file read, a file write, and
+    # the caps lifted by the query's own settings.
+    for sql, code in [
+        ("SELECT * FROM file('/etc/hostname', 'LineAsString')", "query_refused"),
+        ("SELECT file('/etc/hostname')", "query_refused"),
+        (
+            f"INSERT INTO FUNCTION file('{collector.data_dir}/x.csv', 'CSV') SELECT 1",
+            "query_refused",
+        ),
+        (f"SELECT 1 INTO OUTFILE '{collector.data_dir}/y.csv'", "query_refused"),
+        ("SELECT number FROM numbers(1000000) SETTINGS max_result_rows = 0", "query_refused"),
+        ("SYSTEM FLUSH LOGS", "query_failed"),
+    ]:
+        refused = collector.post("/v1/query", {"query": sql}, key=key)
+        assert (refused.status, refused.json()["error"]["code"]) == (400, code), sql
+    assert not list(collector.data_dir.glob("*.csv"))
     big = collector.post("/v1/query", {"query": "SELECT number FROM numbers(1000000)"}, key=key)
     assert big.status == 400  # over max_rows (100k by default)
     assert "TOO_MANY_ROWS" in big.json()["error"]["message"]
