@@ -44,6 +44,11 @@ JSON_INSERT_SETTINGS: Final[Mapping[str, Any]] = {
     # (another sort and pass, ~0.8 us of 4.7 per row). Reads use FINAL, which collapses
     # them anyway, and merges do later; dedup of retried inserts is the token's job.
     "optimize_on_insert": 0,
+    # `events` is partitioned by month, and ClickHouse refuses a block that spans more
+    # than 100 partitions by default: one historical import (or a backfill) did, and the
+    # loader retried that segment forever while everything behind it waited. A part per
+    # month costs merges, not correctness.
+    "max_partitions_per_insert_block": 0,
 }
 
 _encoder: Final = msgspec.json.Encoder()

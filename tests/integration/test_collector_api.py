@@ -320,6 +320,28 @@ def test_resent_batch_is_deduplicated(collector: CollectorProcess) -> None:
     assert collector.query("SELECT count() FROM events", final=False)[0][0] >= 20
 
 
+def test_an_import_spanning_many_months_is_loaded(collector: CollectorProcess) -> None:
+    """150 historical events, a month apart: more partitions than ClickHouse lets one
+    insert write by default. The loader used to retry that segment forever, and nothing
+    accepted after it reached ClickHouse."""
+    history = [
+        {
+            "type": "track",
+            "event": "Order Completed",
+            "userId": "hist",
+            "messageId": f"h{i}",
+            "timestamp": f"{2010 + i // 12}-{i % 12 + 1:02d}-15T12:00:00Z",
+        }
+        for i in range(150)
+    ]
+    assert collector.post("/v1/import", {"batch": history}).json()["accepted"] == 150
+    later = {"type": "track", "event": "Order Completed", "userId": "later", "messageId": "l1"}
+    assert collector.post("/v1/track", later).status == 200
+    collector.wait_drained()
+    rows = collector.query("SELECT user_id, count() FROM events GROUP BY user_id ORDER BY user_id")
+    assert rows == [["hist", 150], ["later", 1]]
+
+
 def test_events_without_message_id_dedupe_on_identical_resend(collector: CollectorProcess) -> None:
     payload = {
         "batch": [
