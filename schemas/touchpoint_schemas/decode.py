@@ -94,8 +94,20 @@ def decode_event(raw: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Event:
 
 
 def decode_batch(raw: bytes, *, max_events: int = MAX_BATCH_EVENTS) -> RawBatch:
-    """The envelope of a batch request; its events stay raw for :func:`decode_event`."""
-    envelope = _decode(_batch_decoder, raw, prefix="$")
+    """The envelope of a batch request; its events stay raw for :func:`decode_event`.
+
+    Keeping an event raw still checks its JSON, so one event the decoder cannot take (a
+    lone surrogate escape such as ``"\\ud800"``, which Python's and JavaScript's JSON
+    encoders both write, or nesting too deep to scan) failed the whole envelope, and with
+    it the batch's good events. Then the batch array is split by its brackets and quotes
+    alone (:func:`_split_batch`), so that each event fails on its own.
+    """
+    try:
+        envelope = _decode(_batch_decoder, raw, prefix="$")
+    except ContractError as error:
+        if error.code not in (ErrorCode.MALFORMED_JSON, ErrorCode.TOO_DEEP):
+            raise
+        envelope = _split_envelope(raw, error)
     if len(envelope.batch) > max_events:
         raise ContractError(
             ErrorCode.TOO_MANY_EVENTS,
@@ -103,6 +115,61 @@ def decode_batch(raw: bytes, *, max_events: int = MAX_BATCH_EVENTS) -> RawBatch:
             "$.batch",
         )
     return envelope
+
+
+_TOKEN: Final = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},:]', re.DOTALL)
+"""A JSON string (escapes skipped, not read) or a structural character."""
+
+
+def _split_envelope(raw: bytes, error: ContractError) -> RawBatch:
+    """The envelope of `raw` with its ``batch`` events as raw byte slices, undecoded;
+    `error` (the envelope's own) when the bytes around the events do not decode."""
+    found = _split_batch(raw)
+    if found is None:
+        raise error
+    start, end, events = found
+    try:
+        envelope = _batch_decoder.decode(raw[:start] + b"[]" + raw[end:])
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        raise error from None
+    envelope.batch = [msgspec.Raw(event) for event in events]
+    return envelope
+
+
+def _split_batch(raw: bytes) -> tuple[int, int, list[bytes]] | None:
+    """Where the top-level ``"batch"`` array starts and ends in `raw`, and its elements'
+    bytes, found from brackets, commas and strings only (iteratively: no depth is too
+    deep); None when there is no such array."""
+    depth, key, array_at, element_at = 0, b"", -1, -1
+    events: list[bytes] = []
+    for token in _TOKEN.finditer(raw):
+        text = token.group()
+        if text.startswith(b'"'):
+            key = text if depth == 1 else b""
+            continue
+        if text == b":" and depth == 1 and key == b'"batch"':
+            after = raw[token.end() :].lstrip()
+            if not after.startswith(b"[") or array_at >= 0:
+                return None
+            array_at = len(raw) - len(after)
+        key = b""
+        if text in (b"[", b"{"):
+            depth += 1
+            if depth == 2 and token.start() == array_at:
+                element_at = array_at + 1
+        elif text in (b"]", b"}"):
+            depth -= 1
+            if depth == 1 and element_at >= 0:
+                last = raw[element_at : token.start()].strip()
+                if last or events:
+                    events.append(last)
+                return array_at, token.end(), events
+            if depth < 1:
+                return None
+        elif text == b"," and depth == 2 and element_at >= 0:
+            events.append(raw[element_at : token.start()].strip())
+            element_at = token.end()
+    return None
 
 
 def check_event(event: Event, *, check_depth: bool = True) -> None:

@@ -282,6 +282,31 @@ def test_partial_batch_accepts_the_valid_events(collector: CollectorProcess) -> 
     ) == [[6, "$.properties.score"]]
 
 
+def test_an_event_the_json_decoder_refuses_rejects_only_itself(
+    collector: CollectorProcess,
+) -> None:
+    """A lone surrogate escape (Python's json.dumps and JavaScript's JSON.stringify both
+    write one for a broken string, and Segment's SDKs send it) and nesting too deep to
+    scan used to fail the whole request, the good events with it."""
+    good = {"type": "track", "event": "Product Viewed", "userId": "u", "messageId": "fine"}
+    surrogate = '{"type": "track", "event": "\\ud800", "userId": "u", "messageId": "lone"}'
+    nested = "[" * 1100 + "]" * 1100
+    deep = f'{{"type": "track", "event": "x", "userId": "u", "messageId": "deep", "properties": {{"p": {nested}}}}}'
+    raw = f'{{"batch": [{json.dumps(good)}, {surrogate}, {deep}]}}'.encode()
+    response = collector.post("/v1/batch", raw=raw)
+    assert response.status == 200
+    body = response.json()
+    assert body["accepted"] == 1
+    assert [(r["index"], r["code"]) for r in body["rejected"]] == [
+        (1, "malformed_json"),
+        (2, "too_deep"),
+    ]
+    assert collector.wait_until("SELECT message_id FROM events", [["fine"]]) == [["fine"]]
+    assert collector.wait_until(
+        "SELECT event_index FROM rejected_events ORDER BY event_index", [[1], [2]]
+    ) == [[1], [2]]
+
+
 def test_oversize_requests_are_413(collector: CollectorProcess) -> None:
     events = [
         {"type": "track", "event": "x", "userId": "u", "properties": {"p": "y" * 300}}

@@ -281,3 +281,55 @@ def test_batch_roundtrip(events: list[Track]) -> None:
     body = msgspec.json.encode(Batch(batch=list(events)))
     envelope = decode_batch(body)
     assert [decode_event(bytes(raw)) for raw in envelope.batch] == events
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(json_values, max_size=6),
+    st.dictionaries(st.sampled_from(["sentAt", "context", "x"]), json_values, max_size=2),
+    st.booleans(),
+)
+def test_a_batch_split_by_brackets_alone_holds_the_same_events(
+    events: list[object], around: dict[str, object], spaced: bool
+) -> None:
+    """The fallback that splits a batch the decoder refused (``_split_batch``) finds the
+    same events, byte for byte, as the decoder does in a batch it takes."""
+    from touchpoint_schemas.decode import _split_batch
+
+    separators = (", ", ": ") if spaced else (",", ":")
+    body = {**around, "batch": events, "z": ']}\\"batch": ['}
+    raw = json.dumps(body, separators=separators, ensure_ascii=False).encode()
+    found = _split_batch(raw)
+    assert found is not None
+    start, end, split = found
+    assert [json.loads(part) for part in split] == events
+    assert json.loads(raw[start:end]) == events
+    as_decoded = msgspec.json.decode(raw, type=RawEvents).batch
+    assert split == [bytes(part) for part in as_decoded]
+
+
+class RawEvents(msgspec.Struct):
+    batch: list[msgspec.Raw]
+
+
+def test_an_event_the_decoder_cannot_scan_fails_alone() -> None:
+    good = enc({"type": "track", "event": "e", "userId": "u", "messageId": "m1"})
+    lone = b'{"type": "track", "event": "\\ud800", "userId": "u", "messageId": "m2"}'
+    deep = (
+        b'{"type": "track", "event": "e", "userId": "u", "properties": {"p": '
+        + (b"[" * 5000 + b"]" * 5000)
+        + b"}}"
+    )
+    envelope = decode_batch(
+        b'{"sentAt": "2026-01-01T00:00:00Z", "batch": [' + b", ".join([good, lone, deep]) + b"]}"
+    )
+    assert envelope.sent_at == datetime(2026, 1, 1, tzinfo=UTC)
+    assert decode_event(bytes(envelope.batch[0])).message_id == "m1"
+    codes = []
+    for raw in envelope.batch[1:]:
+        with pytest.raises(ContractError) as refused:
+            decode_event(bytes(raw))
+        codes.append(refused.value.code)
+    assert codes == [ErrorCode.MALFORMED_JSON, ErrorCode.TOO_DEEP]
+    with pytest.raises(ContractError):  # the envelope's own bytes still decide
+        decode_batch(b'{"batch": [' + good + b'], "sentAt": "\\ud800"}')
