@@ -56,7 +56,10 @@ class KeyFile(msgspec.Struct):
 
 
 def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+    # A key from a header or cookie holding bytes that are not UTF-8 (aiohttp keeps them
+    # as surrogate escapes) hashes as those bytes: it matches no key, and the caller gets
+    # 401, where encoding it strictly raised (a 500).
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class KeyStore:

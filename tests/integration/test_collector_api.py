@@ -143,6 +143,20 @@ def keys_cli(data_dir: Path, *args: str) -> str:
     return out.stdout
 
 
+def test_a_key_that_is_not_utf8_is_401_not_500(collector: CollectorProcess) -> None:
+    event = {"type": "track", "event": "x", "userId": "u"}
+    for path in ("/v1/track", "/v1/query"):
+        response = collector.request(
+            "POST",
+            path,
+            json.dumps(event).encode(),
+            {"Authorization": "Bearer \xe9", "Content-Type": "application/json"},
+        )
+        assert response.status == 401, path
+    viewer = collector.request("GET", "/v1/map", headers={"Cookie": "tp_read_key=\xe9"})
+    assert viewer.status == 401
+
+
 def test_keys_per_source_isolation_and_revocation(collector: CollectorProcess) -> None:
     shop = keys_cli(collector.data_dir, "create", "--source", "shop").splitlines()
     crm = keys_cli(collector.data_dir, "create", "--source", "crm").splitlines()
