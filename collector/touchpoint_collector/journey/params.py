@@ -12,6 +12,11 @@ from touchpoint_collector.journey.model import MapFilters, MapSettings
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2299, 12, 31, tzinfo=UTC)
+"""The range of the events' ``DateTime64``: a window beyond it could not be read."""
+MAX_DAYS = 36_500.0
+"""Gap and end-after settings, in days: a century is more than any journey needs."""
 
 
 class MapParamError(ValueError):
@@ -21,15 +26,24 @@ class MapParamError(ValueError):
 def parse_time(text: str, now: datetime) -> datetime:
     """``90d`` (ago), ``2026-11-01`` or a full ISO timestamp (UTC when no offset)."""
     match = _RELATIVE.match(text.strip())
-    if match:
-        return now - timedelta(seconds=float(match[1]) * _UNITS[match[2]])
     try:
-        value = datetime.fromisoformat(text.strip())
+        if match:
+            value = now - timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+        else:
+            value = datetime.fromisoformat(text.strip())
+            value = value if value.tzinfo else value.replace(tzinfo=UTC)
     except ValueError:
         raise MapParamError(
             f"cannot read time {text!r}: use 90d, 12h, 2026-11-01 or an ISO timestamp"
         ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError:
+        value = EARLIEST - timedelta(days=1)  # refused below
+    if not EARLIEST <= value <= LATEST:
+        raise MapParamError(
+            f"time {text!r} is outside {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}, "
+            "the range events can be stored in"
+        )
+    return value
 
 
 def _split(values: Iterable[str]) -> tuple[str, ...]:
@@ -84,6 +98,14 @@ def parse(
             changes["min_support"] = int(min_support)
     except ValueError as exc:
         raise MapParamError(f"bad map setting: {exc}") from None
+    for name in ("gap_days", "end_after_days"):
+        days = changes.get(name)
+        if isinstance(days, float) and not 0 < days <= MAX_DAYS:  # NaN fails too
+            raise MapParamError(f"{name} must be more than 0 and at most {MAX_DAYS:g}")
+    for name in ("top_n", "min_support"):
+        count = changes.get(name)
+        if isinstance(count, int) and count < 1:
+            raise MapParamError(f"{name} must be at least 1")
     if changes:
         import msgspec
 
@@ -98,6 +120,7 @@ def previous_period(filters: MapFilters, now: datetime) -> MapFilters | None:
     end = filters.until or now
     import msgspec
 
-    return msgspec.structs.replace(
-        filters, since=filters.since - (end - filters.since), until=filters.since
-    )
+    # Not before the earliest time events can hold (a window from 1900 has no period
+    # before it: the comparison then covers what there is).
+    start = max(filters.since - (end - filters.since), EARLIEST)
+    return msgspec.structs.replace(filters, since=start, until=filters.since)
