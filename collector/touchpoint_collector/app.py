@@ -45,6 +45,17 @@ from touchpoint_schemas.taxonomy import Taxonomy
 log = structlog.get_logger("touchpoint.collector")
 
 SINGLE_EVENT_ENDPOINTS: Final = ("track", "identify", "alias", "page", "screen", "group")
+ANALYTICS_JS_PATHS: Final = {
+    "t": "track",
+    "i": "identify",
+    "a": "alias",
+    "p": "page",
+    "s": "screen",
+    "g": "group",
+}
+"""The one-letter paths analytics.js (analytics-next) posts to under its ``apiHost``, with
+``/b`` for batches: without them, a browser app could not send here by changing only the
+host."""
 RETRY_AFTER_FULL: Final = 5
 READ_KEY_COOKIE: Final = "tp_read_key"
 SOURCE: Final = web.RequestKey("source", str)
@@ -121,6 +132,9 @@ class CollectorApp:
         app.router.add_post("/v1/import", self.handle_batch)
         for kind in SINGLE_EVENT_ENDPOINTS:
             app.router.add_post(f"/v1/{kind}", self.single_handler(kind))
+        for short, kind in ANALYTICS_JS_PATHS.items():
+            app.router.add_post(f"/v1/{short}", self.single_handler(kind))
+        app.router.add_post("/v1/b", self.handle_batch)
         app.router.add_route("OPTIONS", "/v1/{tail:.*}", self.handle_preflight)
         app.router.add_post("/v1/query", self.handle_query)
         app.router.add_get("/v1/map", self.handle_map)

@@ -63,6 +63,28 @@ def test_every_segment_endpoint_stores_its_event(collector: CollectorProcess) ->
     assert json.loads(props[0][1]) == {"plan": "pro"}
 
 
+def test_analytics_js_paths_with_a_text_plain_body(collector: CollectorProcess) -> None:
+    """analytics.js posts to {apiHost}/t, /p, /i, /g, /a, /s and, batching, /b, with
+    Content-Type text/plain (no CORS preflight) and the write key in the body."""
+    text = {"Content-Type": "text/plain"}
+    track = {
+        "type": "track",
+        "event": "Order Completed",
+        "userId": "u-ajs",
+        "messageId": "ajs-t",
+        "writeKey": collector.dev_key,
+    }
+    assert collector.post("/v1/t", track, key=None, headers=text).status == 200
+    page = {"type": "page", "anonymousId": "a-ajs", "messageId": "ajs-p"}
+    batch = {"batch": [page], "writeKey": collector.dev_key}
+    assert collector.post("/v1/b", batch, key=None, headers=text).json()["accepted"] == 1
+    rows = collector.wait_until(
+        "SELECT message_id, type FROM events WHERE message_id LIKE 'ajs-%' ORDER BY message_id",
+        [["ajs-p", "page"], ["ajs-t", "track"]],
+    )
+    assert rows == [["ajs-p", "page"], ["ajs-t", "track"]]
+
+
 def test_batch_with_segment_envelope_context_and_sent_at(collector: CollectorProcess) -> None:
     payload = {
         "batch": [
