@@ -35,9 +35,11 @@ class _Bucket:
         if amount <= self.tokens:
             self.tokens -= amount
             return 0.0
-        # A request larger than the bucket can never pass whole; let it through once full.
+        # A request larger than the bucket can never pass whole: let it through once full,
+        # in debt for the rest, which the source repays before anything else passes
+        # (without the debt, 2,500-event batches got 12 times a limit of 100/s through).
         if amount > self.capacity and self.tokens >= self.capacity:
-            self.tokens = 0.0
+            self.tokens -= amount
             return 0.0
         return (min(amount, self.capacity) - self.tokens) / self.rate
 
