@@ -22,6 +22,9 @@ HISTORICAL_AGE: Final = timedelta(hours=24)
 live event on a wrong clock, and its timestamp is kept as sent."""
 FUTURE_TOLERANCE: Final = timedelta(minutes=5)
 """Events dated further ahead of their arrival than this are clamped to the arrival time."""
+EARLIEST: Final = datetime(1900, 1, 1, tzinfo=UTC)
+"""The earliest time ClickHouse's ``DateTime64`` holds. An event dated before it is
+refused: stored, it read back as year 0, and every query selecting it failed."""
 
 EVENT_COLUMNS: Final[tuple[str, ...]] = (
     "message_id",
@@ -204,6 +207,16 @@ def event_row(
     timestamp, skew_ms = _event_time(
         event.timestamp or event.original_timestamp, sent_at, received_at
     )
+    for value, path in (
+        (timestamp, "$.timestamp"),
+        (event.original_timestamp, "$.originalTimestamp"),
+        (sent_at, "$.sentAt"),
+    ):
+        moment = _utc(value)
+        if moment is not None and moment < EARLIEST:
+            raise ContractError(
+                ErrorCode.INVALID_FIELD, f"{moment.isoformat()} is before {EARLIEST:%Y-%m-%d}", path
+            )
     # The decoded event belongs to this request alone: enrich its context in place.
     base = arrival.batch_context
     context = {**base, **event.context} if base else event.context

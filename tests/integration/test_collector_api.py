@@ -343,6 +343,37 @@ def test_an_event_the_json_decoder_refuses_rejects_only_itself(
     ) == [[1], [2]]
 
 
+def test_events_dated_before_1900_are_refused(collector: CollectorProcess) -> None:
+    """ClickHouse's DateTime64 starts in 1900: an event dated before it (here, a time
+    whose UTC instant falls before year 1) was stored as year 0, and every query that
+    selected its timestamp failed."""
+    batch = [
+        {"type": "track", "event": "x", "userId": "u", "messageId": "ok"},
+        {
+            "type": "track",
+            "event": "x",
+            "userId": "u",
+            "messageId": "year-0",
+            "timestamp": "0001-01-01T00:00:00+01:00",
+        },
+        {
+            "type": "track",
+            "event": "x",
+            "userId": "u",
+            "messageId": "old",
+            "timestamp": "1850-06-01T00:00:00Z",
+        },
+    ]
+    body = collector.post("/v1/batch", {"batch": batch}).json()
+    assert body["accepted"] == 1
+    assert [(r["messageId"], r["path"]) for r in body["rejected"]] == [
+        ("year-0", "$.timestamp"),
+        ("old", "$.timestamp"),
+    ]
+    collector.wait_drained()
+    assert collector.query("SELECT message_id, timestamp > '2000-01-01' FROM events") == [["ok", 1]]
+
+
 def test_oversize_requests_are_413(collector: CollectorProcess) -> None:
     events = [
         {"type": "track", "event": "x", "userId": "u", "properties": {"p": "y" * 300}}
