@@ -207,7 +207,9 @@ class CollectorApp:
 
     def single_handler(self, kind: str) -> Any:
         async def handle(request: web.Request) -> web.Response:
-            body = await self.read_body(request, self.limits.max_event_bytes)
+            # A single event a little over the limit is read, so that it is refused as an
+            # event: with its message id and reason, and dead-lettered (413).
+            body = await self.read_body(request, self.limits.max_event_bytes, slack=1024)
             caller = self.authenticate(request, body)
             arrival = self.arrival(request, caller)
             prepared = prepare_single(
@@ -259,7 +261,12 @@ class CollectorApp:
             "accepted": prepared.accepted,
             "rejected": [r.as_dict() for r in prepared.rejections],
         }
-        return json_response(body, 200 if body["success"] else 400)
+        status = 200 if body["success"] else 400
+        if not body["success"] and all(
+            r.error.code is ErrorCode.EVENT_TOO_LARGE for r in prepared.rejections
+        ):
+            status = 413  # every event over the limit: the body is, as a whole
+        return json_response(body, status)
 
     async def append(self, payload: bytes) -> None:
         if not self.accepting:
@@ -297,8 +304,9 @@ class CollectorApp:
                 code=error.code.value,
             )
 
-    async def read_body(self, request: web.Request, limit: int) -> bytes:
-        """The request body, decompressed, never more than `limit` bytes (413 beyond)."""
+    async def read_body(self, request: web.Request, limit: int, *, slack: int = 0) -> bytes:
+        """The request body, decompressed, never more than `limit` bytes (413 beyond); an
+        uncompressed one may be `slack` bytes over, for the caller to refuse itself."""
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("identity", "gzip", "deflate", ""):
             raise HttpError(
@@ -307,7 +315,7 @@ class CollectorApp:
                 f"Content-Encoding {encoding!r} is not supported; use gzip",
             )
         compressed = encoding in ("gzip", "deflate")
-        wire_limit = limit + 1024 if not compressed else limit
+        wire_limit = limit + slack if not compressed else limit
         if request.content_length is not None and request.content_length > wire_limit:
             raise self._too_large(limit)
         decompressor = (

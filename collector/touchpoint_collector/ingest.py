@@ -160,7 +160,9 @@ def prepare_single(
     except ContractError as error:
         prepared.rejections.append(Rejection(0, _probe_message_id(body), error, body))
         return prepared
-    add_event(prepared, raw, 0, arrival, taxonomy, max_event_bytes, original=body)
+    # The limit is on what was sent, not on the body with the endpoint's type added.
+    limit = max_event_bytes + max(0, len(raw) - len(body))
+    add_event(prepared, raw, 0, arrival, taxonomy, limit, original=body)
     return prepared
 
 

@@ -392,6 +392,30 @@ def test_oversize_requests_are_413(collector: CollectorProcess) -> None:
     )
 
 
+def test_limits_hold_at_their_exact_boundaries(collector: CollectorProcess) -> None:
+    """Found by an adversarial run: a /v1/track body of exactly 32 KB without "type" was
+    refused (the type the endpoint adds was counted), one a little over the limit got 400
+    where the API says 413, and uncompressed batches up to 1 KB over 500 KB were taken."""
+
+    def sized(total: int, **fields: object) -> bytes:
+        event = {"event": "x", "userId": "u", **fields, "properties": {"p": ""}}
+        short = len(json.dumps(event).encode())
+        event["properties"] = {"p": "z" * (total - short)}
+        raw = json.dumps(event).encode()
+        assert len(raw) == total
+        return raw
+
+    assert collector.post("/v1/track", raw=sized(32_768, messageId="at")).status == 200
+    over = collector.post("/v1/track", raw=sized(32_769, messageId="over"))
+    assert over.status == 413
+    assert over.json()["rejected"][0]["code"] == "event_too_large"
+    event = {"type": "track", "event": "x", "userId": "u", "properties": {"p": "y" * 20_000}}
+    batch = json.dumps({"batch": [event] * 25}).encode()
+    padded = batch[:-1] + b" " * (512_000 - len(batch)) + b"}"
+    assert collector.post("/v1/batch", raw=padded).status == 200
+    assert collector.post("/v1/batch", raw=padded[:-1] + b" }").status == 413
+
+
 def test_single_event_endpoint_type_mismatch(collector: CollectorProcess) -> None:
     response = collector.post("/v1/track", {"type": "identify", "userId": "u"})
     assert response.status == 400
