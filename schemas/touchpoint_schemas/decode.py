@@ -87,10 +87,40 @@ def decode_event(raw: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Event:
         raise ContractError(
             ErrorCode.EVENT_TOO_LARGE, f"event is {len(raw)} bytes, the limit is {max_bytes}"
         )
-    event = _decode(_event_decoder, raw)
+    try:
+        event = _decode(_event_decoder, raw)
+    except ContractError as error:
+        event = _with_ids_as_text(raw, error)
     # Fewer brackets than the depth limit proves the limit holds: skip the walk.
     check_event(event, check_depth=raw.count(b"{") + raw.count(b"[") > MAX_NESTING_DEPTH)
     return event
+
+
+_ID_FIELDS: Final = ("messageId", "anonymousId", "userId", "previousId", "groupId")
+
+
+def _with_ids_as_text(raw: bytes, error: ContractError) -> Event:
+    """The event of `raw` with its integer ids read as their decimal text; `error` when
+    that is not what failed. Segment takes integer ids, and its SDKs send them:
+    analytics-python turns ``userId`` and ``anonymousId`` into text but sends a numeric
+    ``groupId`` or ``previousId`` as it is. Only a failed decode comes here."""
+    if not (
+        error.code is ErrorCode.INVALID_FIELD
+        and error.path in {f"$.{name}" for name in _ID_FIELDS}
+        and "got `int`" in error.reason
+    ):
+        raise error
+    try:
+        body = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        raise error from None
+    if not isinstance(body, dict):
+        raise error
+    for name in _ID_FIELDS:
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            body[name] = str(value)
+    return _decode(_event_decoder, msgspec.json.encode(body))
 
 
 def decode_batch(raw: bytes, *, max_events: int = MAX_BATCH_EVENTS) -> RawBatch:

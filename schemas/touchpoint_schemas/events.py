@@ -6,6 +6,8 @@ three optional first-class fields, `touchpoint`, `stage` and `channel`, that pla
 the journey map; the collector derives them from the event name when they are absent.
 
 `properties`, `traits` and `context` are open JSON objects and are stored losslessly.
+Ids are text; an integer id (Segment takes them, and some of its SDKs send them) is
+read as its decimal text by :func:`touchpoint_schemas.decode.decode_event`.
 """
 
 from __future__ import annotations

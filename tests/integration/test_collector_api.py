@@ -85,6 +85,19 @@ def test_analytics_js_paths_with_a_text_plain_body(collector: CollectorProcess) 
     assert rows == [["ajs-p", "page"], ["ajs-t", "track"]]
 
 
+def test_integer_ids_as_analytics_python_sends_them(collector: CollectorProcess) -> None:
+    """analytics-python's group(user, 777) and alias(12, user) send the number as it is."""
+    group = {"type": "group", "userId": "u-int", "groupId": 777, "messageId": "int-g"}
+    alias = {"type": "alias", "userId": "u-int", "previousId": 12, "messageId": "int-a"}
+    assert collector.post("/v1/batch", {"batch": [group, alias]}).json()["accepted"] == 2
+    rows = collector.wait_until(
+        "SELECT message_id, group_id, previous_id FROM events "
+        "WHERE message_id LIKE 'int-%' ORDER BY message_id",
+        [["int-a", "", "12"], ["int-g", "777", ""]],
+    )
+    assert rows == [["int-a", "", "12"], ["int-g", "777", ""]]
+
+
 def test_batch_with_segment_envelope_context_and_sent_at(collector: CollectorProcess) -> None:
     payload = {
         "batch": [
@@ -275,7 +288,7 @@ def test_partial_batch_accepts_the_valid_events(collector: CollectorProcess) -> 
         {"type": "track", "event": "Product Viewed", "userId": "u", "messageId": "ok-1"},
         {"type": "track", "userId": "u", "messageId": "no-event"},
         {"type": "track", "event": "x", "messageId": "no-id"},
-        {"type": "track", "event": "x", "userId": 7, "messageId": "int-user"},
+        {"type": "track", "event": "x", "userId": 7.5, "messageId": "float-user"},
         {"type": "track", "event": "x", "userId": "u", "messageId": "deep", "properties": deep},
         {
             "type": "track",
@@ -302,7 +315,7 @@ def test_partial_batch_accepts_the_valid_events(collector: CollectorProcess) -> 
     assert rejected == {
         (1, "no-event", "missing_field"),
         (2, "no-id", "missing_id"),
-        (3, "int-user", "invalid_field"),
+        (3, "float-user", "invalid_field"),
         (4, "deep", "too_deep"),
         (5, "huge", "event_too_large"),
         (6, "score", "invalid_score"),

@@ -104,7 +104,7 @@ def test_touchpoint_fields_are_first_class() -> None:
         (enc({"type": "track", "userId": "u"}), ErrorCode.MISSING_FIELD, "$"),
         (enc({"type": "track", "event": "x"}), ErrorCode.MISSING_ID, "$"),
         (enc({"type": "alias", "previousId": "a"}), ErrorCode.MISSING_ID, "$.userId"),
-        (enc({"type": "track", "event": "x", "userId": 42}), ErrorCode.INVALID_FIELD, "$.userId"),
+        (enc({"type": "track", "event": "x", "userId": 4.2}), ErrorCode.INVALID_FIELD, "$.userId"),
         (enc({"type": "track", "event": "x", "userId": ""}), ErrorCode.INVALID_FIELD, "$.userId"),
         (
             enc({"type": "track", "event": "x", "userId": "u", "timestamp": "yesterday"}),
@@ -333,3 +333,29 @@ def test_an_event_the_decoder_cannot_scan_fails_alone() -> None:
     assert codes == [ErrorCode.MALFORMED_JSON, ErrorCode.TOO_DEEP]
     with pytest.raises(ContractError):  # the envelope's own bytes still decide
         decode_batch(b'{"batch": [' + good + b'], "sentAt": "\\ud800"}')
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "text"),
+    [
+        ({"type": "group", "userId": "u", "groupId": 777}, "group_id", "777"),
+        (
+            {"type": "alias", "userId": "u", "previousId": 12345678901234567890},
+            "previous_id",
+            "12345678901234567890",
+        ),
+        ({"type": "track", "event": "e", "userId": 42}, "user_id", "42"),
+        ({"type": "track", "event": "e", "anonymousId": -1, "messageId": 9}, "message_id", "9"),
+    ],
+)
+def test_integer_ids_are_read_as_their_text(body: dict[str, object], field: str, text: str) -> None:
+    """analytics-python sends a numeric groupId or previousId as it is (it turns only
+    userId and anonymousId into text), and Segment takes it."""
+    assert getattr(decode_event(enc(body)), field) == text
+
+
+@pytest.mark.parametrize("value", [True, 1.5, [1], {"a": 1}])
+def test_ids_that_are_not_text_or_integers_are_refused(value: object) -> None:
+    with pytest.raises(ContractError) as refused:
+        decode_event(enc({"type": "group", "userId": "u", "groupId": value}))
+    assert (refused.value.code, refused.value.path) == (ErrorCode.INVALID_FIELD, "$.groupId")
