@@ -308,6 +308,7 @@ class CollectorApp:
         """The request body, decompressed, never more than `limit` bytes (413 beyond); an
         uncompressed one may be `slack` bytes over, for the caller to refuse itself."""
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        encoding = "gzip" if encoding == "x-gzip" else encoding  # the same (RFC 9110)
         if encoding not in ("identity", "gzip", "deflate", ""):
             raise HttpError(
                 415,
@@ -318,11 +319,8 @@ class CollectorApp:
         wire_limit = limit + slack if not compressed else limit
         if request.content_length is not None and request.content_length > wire_limit:
             raise self._too_large(limit)
-        decompressor = (
-            zlib.decompressobj(wbits=16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
-            if compressed
-            else None
-        )
+        wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+        decompressor = zlib.decompressobj(wbits=wbits) if compressed else None
         parts: list[bytes] = []
         received = produced = 0
         try:
@@ -333,11 +331,21 @@ class CollectorApp:
                 if decompressor is None:
                     parts.append(chunk)
                     continue
-                out = decompressor.decompress(chunk, limit - produced + 1)
-                produced += len(out)
-                if produced > limit or decompressor.unconsumed_tail:
-                    raise self._too_large(limit, decompressed=True)
-                parts.append(out)
+                while chunk:
+                    if decompressor.eof:
+                        if not chunk.strip(b"\0"):
+                            break  # zero padding after the stream, as some writers add
+                        if encoding != "gzip":
+                            raise HttpError(400, "bad_compression", "data after the deflate stream")
+                        # The next member: a gzip body may hold several (RFC 1952), and
+                        # anything else after one fails as a member, not ignored.
+                        decompressor = zlib.decompressobj(wbits=wbits)
+                    out = decompressor.decompress(chunk, limit - produced + 1)
+                    produced += len(out)
+                    if produced > limit or decompressor.unconsumed_tail:
+                        raise self._too_large(limit, decompressed=True)
+                    parts.append(out)
+                    chunk = decompressor.unused_data if decompressor.eof else b""
             if decompressor is not None:
                 tail = decompressor.flush()
                 produced += len(tail)

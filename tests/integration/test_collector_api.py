@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -237,6 +238,29 @@ def test_gzip_bodies_and_gzip_bombs(collector: CollectorProcess) -> None:
     assert corrupt.status == 400
     assert collector.post("/v1/batch", raw=b"{}", headers={"Content-Encoding": "br"}).status == 415
     assert collector.wait_until("SELECT count() FROM events", [[50]]) == [[50]]
+
+
+def test_gzip_members_x_gzip_and_what_follows_a_stream(collector: CollectorProcess) -> None:
+    """A gzip body may hold several members (RFC 1952), and x-gzip is gzip (RFC 9110);
+    garbage after the stream is an error, not silently dropped."""
+
+    def body(message: str) -> bytes:
+        event = {"type": "track", "event": "x", "userId": "u-gz", "messageId": message}
+        return json.dumps({"batch": [event]}).encode()
+
+    def send(raw: bytes, encoding: str = "gzip") -> Any:
+        return collector.post("/v1/batch", raw=raw, headers={"Content-Encoding": encoding})
+
+    members = gzip.compress(body("gz1")[:20]) + gzip.compress(body("gz1")[20:])
+    assert send(members).json()["accepted"] == 1
+    assert send(gzip.compress(body("gz2")), "x-gzip").json()["accepted"] == 1
+    assert send(gzip.compress(body("gz3")) + b"\0" * 8).json()["accepted"] == 1
+    garbage = send(gzip.compress(body("gz4")) + b"junk")
+    assert (garbage.status, garbage.json()["error"]["code"]) == (400, "bad_compression")
+    assert collector.wait_until(
+        "SELECT message_id FROM events WHERE user_id = 'u-gz' ORDER BY message_id",
+        [["gz1"], ["gz2"], ["gz3"]],
+    ) == [["gz1"], ["gz2"], ["gz3"]]
 
 
 BAD_BODIES = {
