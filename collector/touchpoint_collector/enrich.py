@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from touchpoint_schemas.decode import ContractError, ErrorCode, check_score
 from touchpoint_schemas.events import Alias, Event, Group, Identify, Page, Screen, Track
+from touchpoint_schemas.limits import EARLIEST_TIME
 from touchpoint_schemas.taxonomy import Taxonomy, TaxonomyError
 
 SKEW_THRESHOLD: Final = timedelta(minutes=5)
@@ -22,9 +23,6 @@ HISTORICAL_AGE: Final = timedelta(hours=24)
 live event on a wrong clock, and its timestamp is kept as sent."""
 FUTURE_TOLERANCE: Final = timedelta(minutes=5)
 """Events dated further ahead of their arrival than this are clamped to the arrival time."""
-EARLIEST: Final = datetime(1900, 1, 1, tzinfo=UTC)
-"""The earliest time ClickHouse's ``DateTime64`` holds. An event dated before it is
-refused: stored, it read back as year 0, and every query selecting it failed."""
 
 EVENT_COLUMNS: Final[tuple[str, ...]] = (
     "message_id",
@@ -213,9 +211,11 @@ def event_row(
         (sent_at, "$.sentAt"),
     ):
         moment = _utc(value)
-        if moment is not None and moment < EARLIEST:
+        if moment is not None and moment < EARLIEST_TIME:
             raise ContractError(
-                ErrorCode.INVALID_FIELD, f"{moment.isoformat()} is before {EARLIEST:%Y-%m-%d}", path
+                ErrorCode.INVALID_FIELD,
+                f"{moment.isoformat()} is before {EARLIEST_TIME:%Y-%m-%d}",
+                path,
             )
     # The decoded event belongs to this request alone: enrich its context in place.
     base = arrival.batch_context

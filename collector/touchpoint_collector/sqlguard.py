@@ -61,18 +61,25 @@ def check(ast: str) -> None:
         raise QueryRefused(
             "this endpoint is read-only: SELECT, SHOW, DESCRIBE, EXPLAIN or EXISTS only"
         )
-    for at, (depth, kind, name) in enumerate(nodes):
+    ancestors: list[tuple[int, str]] = []  # (depth, kind) from the root down
+    for depth, kind, name in nodes:
+        while ancestors and ancestors[-1][0] >= depth:
+            ancestors.pop()
+        parent = ancestors[-1][1] if ancestors else ""
+        ancestors.append((depth, kind))
         if kind == "Set":
             raise QueryRefused(
                 "SETTINGS are not allowed here: the endpoint's row and time limits apply "
                 "(pass ?final=0 to read rows as stored)"
             )
-        if depth == 1 and root.startswith("Select") and kind == "Literal":
+        # A statement's output file is a literal child of the statement itself, whatever
+        # the statement (SELECT, EXPLAIN, SHOW, DESCRIBE, EXISTS all take INTO OUTFILE).
+        if kind == "Literal" and (len(ancestors) == 2 or parent == "SelectWithUnionQuery"):
             raise QueryRefused("INTO OUTFILE is not allowed here")
         if kind != "Function":
             continue
         function = name.lower()
-        under_table = at > 0 and nodes[at - 1][1] == "TableExpression"
+        under_table = parent == "TableExpression"
         if under_table and function not in TABLE_FUNCTIONS:
             raise QueryRefused(
                 f"table function {name} reaches outside the store; query its tables instead"

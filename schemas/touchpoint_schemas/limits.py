@@ -6,6 +6,7 @@ instead of having the collector bounce it minutes later. The collector may be co
 lower or higher; these are the defaults both sides agree on.
 """
 
+from datetime import UTC, datetime
 from typing import Final
 
 MAX_EVENT_BYTES: Final = 32 * 1024
@@ -32,3 +33,9 @@ MAX_NAME_CHARS: Final = 256
 
 FEEDBACK_SCORE_MIN: Final = 1
 FEEDBACK_SCORE_MAX: Final = 10
+
+EARLIEST_TIME: Final = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_TIME: Final = datetime(2299, 12, 31, tzinfo=UTC)
+"""The range of ClickHouse's ``DateTime64``, which stores every time: an event dated
+before it is refused (stored, it read back as year 0, and every query selecting it
+failed), and a map window outside it could not be read."""

@@ -9,12 +9,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from touchpoint_collector.journey.model import MapFilters, MapSettings
+from touchpoint_schemas.limits import EARLIEST_TIME, LATEST_TIME
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
-LATEST = datetime(2299, 12, 31, tzinfo=UTC)
-"""The range of the events' ``DateTime64``: a window beyond it could not be read."""
 MAX_DAYS = 36_500.0
 """Gap and end-after settings, in days: a century is more than any journey needs."""
 
@@ -36,14 +34,18 @@ def parse_time(text: str, now: datetime) -> datetime:
         raise MapParamError(
             f"cannot read time {text!r}: use 90d, 12h, 2026-11-01 or an ISO timestamp"
         ) from None
-    except OverflowError:
-        value = EARLIEST - timedelta(days=1)  # refused below
-    if not EARLIEST <= value <= LATEST:
-        raise MapParamError(
-            f"time {text!r} is outside {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}, "
-            "the range events can be stored in"
-        )
+    except OverflowError:  # so far back that Python's datetime cannot hold it
+        raise _outside(text) from None
+    if not EARLIEST_TIME <= value <= LATEST_TIME:
+        raise _outside(text)
     return value
+
+
+def _outside(text: str) -> MapParamError:
+    return MapParamError(
+        f"time {text!r} is outside {EARLIEST_TIME:%Y-%m-%d} to {LATEST_TIME:%Y-%m-%d}, "
+        "the range events can be stored in"
+    )
 
 
 def _split(values: Iterable[str]) -> tuple[str, ...]:
@@ -122,5 +124,5 @@ def previous_period(filters: MapFilters, now: datetime) -> MapFilters | None:
 
     # Not before the earliest time events can hold (a window from 1900 has no period
     # before it: the comparison then covers what there is).
-    start = max(filters.since - (end - filters.since), EARLIEST)
+    start = max(filters.since - (end - filters.since), EARLIEST_TIME)
     return msgspec.structs.replace(filters, since=start, until=filters.since)

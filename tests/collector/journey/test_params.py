@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from touchpoint_collector.journey.model import MapFilters
-from touchpoint_collector.journey.params import EARLIEST, MapParamError, parse, previous_period
+from touchpoint_collector.journey.params import MapParamError, parse, previous_period
+from touchpoint_schemas.limits import EARLIEST_TIME
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -49,4 +50,4 @@ def test_the_previous_period_stops_at_the_earliest_storable_time() -> None:
     filters = MapFilters(since=datetime(1950, 1, 1, tzinfo=UTC))
     before = previous_period(filters, NOW)
     assert before is not None
-    assert (before.since, before.until) == (EARLIEST, filters.since)
+    assert (before.since, before.until) == (EARLIEST_TIME, filters.since)
