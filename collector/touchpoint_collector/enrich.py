@@ -126,6 +126,28 @@ def _event_time(
     return corrected, skew_ms
 
 
+def _before_earliest(value: datetime) -> bool:
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value) < EARLIEST_TIME
+
+
+def _refuse_too_early(
+    timestamp: datetime, original: datetime | None, sent_at: datetime | None
+) -> None:
+    """Which of an event's times ClickHouse's ``DateTime64`` cannot hold (only called when
+    one cannot: the request path checks all three in one expression)."""
+    for value, path in (
+        (timestamp, "$.timestamp"),
+        (original, "$.originalTimestamp"),
+        (sent_at, "$.sentAt"),
+    ):
+        if value is not None and _before_earliest(value):
+            raise ContractError(
+                ErrorCode.INVALID_FIELD,
+                f"{value.isoformat()} is before {EARLIEST_TIME:%Y-%m-%d}",
+                path,
+            )
+
+
 def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
@@ -205,18 +227,13 @@ def event_row(
     timestamp, skew_ms = _event_time(
         event.timestamp or event.original_timestamp, sent_at, received_at
     )
-    for value, path in (
-        (timestamp, "$.timestamp"),
-        (event.original_timestamp, "$.originalTimestamp"),
-        (sent_at, "$.sentAt"),
+    original = event.original_timestamp
+    if (
+        timestamp < EARLIEST_TIME
+        or (original is not None and _before_earliest(original))
+        or (sent_at is not None and _before_earliest(sent_at))
     ):
-        moment = _utc(value)
-        if moment is not None and moment < EARLIEST_TIME:
-            raise ContractError(
-                ErrorCode.INVALID_FIELD,
-                f"{moment.isoformat()} is before {EARLIEST_TIME:%Y-%m-%d}",
-                path,
-            )
+        _refuse_too_early(timestamp, original, sent_at)
     # The decoded event belongs to this request alone: enrich its context in place.
     base = arrival.batch_context
     context = {**base, **event.context} if base else event.context

@@ -134,7 +134,7 @@ def property_match(key: str, value: str) -> str:
             {kind} = 'String', JSONExtractString(properties, {key}) = {value},
             {kind} IN ('Int64', 'UInt64', 'Double'), match({value}, '{JSON_NUMBER}') AND if(
                 {kind} != 'Double' AND match({value}, '{JSON_INTEGER}'),
-                {raw} = {value},
+                ifNull(JSONExtract(properties, {key}, 'Int128') = toInt128OrNull({value}), 0),
                 JSONExtractFloat(properties, {key}) = toFloat64OrZero({value})
             ),
             {raw} = {value}

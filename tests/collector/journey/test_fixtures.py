@@ -577,6 +577,7 @@ def test_property_filters_match_numbers_by_value_and_never_a_missing_key(store: 
         "true": 1,
         "": 0,
         "02": 0,  # not a JSON number: compared as text, and no string is "02"
+        "-0": 0,  # a JSON number, of another value than every one stored
     }
     for value, persons in expected.items():
         filters = MapFilters(properties=(("n", value),))
